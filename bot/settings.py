@@ -1,0 +1,115 @@
+"""One `Settings` object, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite://data/duban.sqlite3"
+SUPPORTED_LOCALES = ("zh", "en")
+_DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "asyncpg", "psycopg")
+
+
+class ConfigError(Exception):
+    """A setting has a wrong value; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    database_url: str = DEFAULT_DATABASE_URL
+    timezone: str = "Asia/Shanghai"
+    default_locale: str = "zh"
+    admin_ids: Annotated[tuple[int, ...], NoDecode] = Field(default=())
+    coordinator_chat_id: int | None = None
+
+    @field_validator("bot_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"expected an http(s) URL such as https://api.telegram.org, got {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in _DATABASE_SCHEMES:
+            # The value is not echoed: a database URL may carry a password.
+            raise ValueError(
+                f"expected sqlite://PATH or postgres://USER@HOST:PORT/DB "
+                f"(scheme {scheme or 'missing'!r} is not supported)"
+            )
+        if scheme != "sqlite" and not urlsplit(value).hostname:
+            raise ValueError("the database URL names no host")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
+        return value
+
+    @field_validator("default_locale")
+    @classmethod
+    def _check_locale(cls, value: str) -> str:
+        if value not in SUPPORTED_LOCALES:
+            raise ValueError(f"expected one of {', '.join(SUPPORTED_LOCALES)}, got {value!r}")
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_admin_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            items = [item.strip() for item in value.split(",") if item.strip()]
+            bad = [item for item in items if not item.lstrip("-").isdigit()]
+            if bad:
+                raise ValueError(
+                    f"expected comma-separated numeric Telegram user ids, got {bad[0]!r}"
+                )
+            return tuple(int(item) for item in items)
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file behind `database_url`, or None for a server database or `:memory:`."""
+        if not self.database_url.startswith("sqlite://"):
+            return None
+        path = self.database_url.removeprefix("sqlite://").split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one line that names the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{variable}: {message}") from None

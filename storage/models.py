@@ -1,0 +1,237 @@
+"""Tortoise models.
+
+Datetimes are timezone-aware UTC (Tortoise runs with use_tz=True, timezone="UTC"); every default
+is a callable or an auto_now flag, evaluated per row, never at import.
+
+After changing anything here, generate a migration: `python -m storage.makemigrations NAME`
+(see storage/makemigrations.py); a test fails while models and migrations disagree.
+
+Deletion policy: history is never lost silently. Tasks are soft-deleted (`withdrawn_at`) because
+reports point at them; reports, and the departments and liaisons they name, are protected with
+RESTRICT so deleting them fails loudly instead of cascading into the report history.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from bot.plan_model import Comparator, DepartmentKind, Role
+from storage.enums import LiaisonRole, ReportStatus
+
+# Enum columns get an explicit width and an empty description: Tortoise would otherwise derive
+# both from the enum members (the description becomes a column comment), and adding a member
+# would then need a migration that SQLite cannot run (aerich cannot alter a column on SQLite).
+_ENUM_LENGTH = 20
+
+
+class Plan(Model):
+    """One policy document (方案 / 实施意见)."""
+
+    id = fields.IntField(primary_key=True)
+    title = fields.CharField(max_length=500)
+    doc_number = fields.CharField(max_length=100, null=True, unique=True)  # 长政办发〔2023〕65号
+    issuer = fields.CharField(max_length=255, null=True)
+    issued_on = fields.DateField(null=True)
+    horizon = fields.DateField()
+    # Reporting rule for tasks without their own cycle: a Cycle value ("monthly") or an RRULE.
+    # The importer never sets it; the coordinator and the scheduler own it.
+    default_cycle = fields.CharField(max_length=255, null=True)
+    source_sha256 = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    tasks: fields.ReverseRelation[Task]
+    targets: fields.ReverseRelation[Target]
+    requirements: fields.ReverseRelation[Requirement]
+
+    class Meta:
+        table = "plans"
+
+
+class Department(Model):
+    """A responsible unit (责任单位), possibly a group such as 各乡镇<街道、园区>."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100, unique=True)
+    aliases: fields.Field[list[str]] = fields.JSONField(default=list)
+    kind = fields.CharEnumField(
+        DepartmentKind, max_length=_ENUM_LENGTH, default=DepartmentKind.AGENCY, description=""
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    assignments: fields.ReverseRelation[Assignment]
+    liaisons: fields.ReverseRelation[Liaison]
+
+    class Meta:
+        table = "departments"
+
+
+class Task(Model):
+    """One numbered item of a plan (任务)."""
+
+    id = fields.IntField(primary_key=True)
+    plan: fields.ForeignKeyRelation[Plan] = fields.ForeignKeyField(
+        "models.Plan", related_name="tasks", on_delete=fields.CASCADE
+    )
+    code = fields.CharField(max_length=32)  # numbering path, stable across revisions: "2.1.3"
+    position = fields.IntField()  # document order
+    section = fields.CharField(max_length=255)
+    title = fields.CharField(max_length=255)
+    text = fields.TextField()
+    deadline = fields.DateField()
+    cycle = fields.CharField(max_length=255, null=True)  # only when the task states its own
+    # Set when a revised document drops the task; cleared when a later revision restores it.
+    withdrawn_at = fields.DatetimeField(null=True)
+
+    plan_id: int
+    assignments: fields.ReverseRelation[Assignment]
+    targets: fields.ReverseRelation[Target]
+    reports: fields.ReverseRelation[Report]
+
+    class Meta:
+        table = "tasks"
+        unique_together = (("plan", "code"),)
+        indexes = (("plan_id", "position"),)
+
+
+class Assignment(Model):
+    """A department's role (牵头 lead / 配合 support) on a task."""
+
+    id = fields.IntField(primary_key=True)
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField(
+        "models.Task", related_name="assignments", on_delete=fields.CASCADE
+    )
+    department: fields.ForeignKeyRelation[Department] = fields.ForeignKeyField(
+        "models.Department", related_name="assignments", on_delete=fields.RESTRICT, db_index=True
+    )
+    role = fields.CharEnumField(Role, max_length=_ENUM_LENGTH, description="")
+    position = fields.IntField()  # order of the unit in the task's responsibility clause
+
+    task_id: int
+    department_id: int
+
+    class Meta:
+        table = "assignments"
+        unique_together = (("task", "department"),)
+
+
+class Target(Model):
+    """A measurable goal (指标): of the plan when `task` is null, else of that task."""
+
+    id = fields.IntField(primary_key=True)
+    plan: fields.ForeignKeyRelation[Plan] = fields.ForeignKeyField(
+        "models.Plan", related_name="targets", on_delete=fields.CASCADE
+    )
+    task: fields.ForeignKeyNullableRelation[Task] = fields.ForeignKeyField(
+        "models.Task", related_name="targets", null=True, on_delete=fields.CASCADE
+    )
+    position = fields.IntField()  # order within its owner (the plan's goals, or one task)
+    text = fields.TextField()
+    metric = fields.CharField(max_length=255)
+    value = fields.DecimalField(max_digits=20, decimal_places=4)
+    unit = fields.CharField(max_length=32)
+    comparator = fields.CharEnumField(Comparator, max_length=_ENUM_LENGTH, description="")
+    deadline = fields.DateField(null=True)
+    baseline = fields.DecimalField(max_digits=20, decimal_places=4, null=True)
+
+    plan_id: int
+    task_id: int | None
+
+    class Meta:
+        table = "targets"
+        indexes = (("plan_id", "task_id", "position"),)
+
+
+class Requirement(Model):
+    """A plan requirement without a responsible unit, such as a 保障措施 item."""
+
+    id = fields.IntField(primary_key=True)
+    plan: fields.ForeignKeyRelation[Plan] = fields.ForeignKeyField(
+        "models.Plan", related_name="requirements", on_delete=fields.CASCADE
+    )
+    code = fields.CharField(max_length=32)
+    position = fields.IntField()
+    section = fields.CharField(max_length=255)
+    title = fields.CharField(max_length=255)
+    text = fields.TextField()
+
+    plan_id: int
+
+    class Meta:
+        table = "requirements"
+        unique_together = (("plan", "code"),)
+
+
+class Liaison(Model):
+    """A person the bot knows: a department's liaison (联络员), a coordinator or an observer."""
+
+    id = fields.IntField(primary_key=True)
+    telegram_user_id = fields.BigIntField(unique=True)
+    full_name = fields.CharField(max_length=255)
+    username = fields.CharField(max_length=64, null=True)
+    department: fields.ForeignKeyNullableRelation[Department] = fields.ForeignKeyField(
+        "models.Department",
+        related_name="liaisons",
+        null=True,
+        on_delete=fields.SET_NULL,
+        db_index=True,
+    )
+    role = fields.CharEnumField(
+        LiaisonRole,
+        max_length=_ENUM_LENGTH,
+        default=LiaisonRole.LIAISON,
+        description="",
+    )
+    locale = fields.CharField(max_length=16, null=True)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    department_id: int | None
+    reports: fields.ReverseRelation[Report]
+
+    class Meta:
+        table = "liaisons"
+
+
+class Report(Model):
+    """A liaison's progress report (进度报送) on one task.
+
+    `values`: [{"target_id": int, "value": "12.5"}] (decimals as strings, exact);
+    `attachments`: [{"kind": "photo" | "document", "file_id": str}].
+    Unique (chat_id, message_id): Telegram may deliver an update twice; the second insert fails.
+    """
+
+    id = fields.IntField(primary_key=True)
+    task: fields.ForeignKeyRelation[Task] = fields.ForeignKeyField(
+        "models.Task", related_name="reports", on_delete=fields.RESTRICT
+    )
+    department: fields.ForeignKeyRelation[Department] = fields.ForeignKeyField(
+        "models.Department", related_name="reports", on_delete=fields.RESTRICT
+    )
+    liaison: fields.ForeignKeyRelation[Liaison] = fields.ForeignKeyField(
+        "models.Liaison", related_name="reports", on_delete=fields.RESTRICT
+    )
+    status = fields.CharEnumField(ReportStatus, max_length=_ENUM_LENGTH, description="")
+    text = fields.TextField(default="")
+    values: fields.Field[list[dict]] = fields.JSONField(default=list)
+    attachments: fields.Field[list[dict]] = fields.JSONField(default=list)
+    chat_id = fields.BigIntField()
+    message_id = fields.BigIntField(null=True)
+    cycle_key = fields.CharField(max_length=32, null=True)  # the cycle it answers: "2026-11"
+    created_at = fields.DatetimeField(auto_now_add=True)
+    edited_at = fields.DatetimeField(null=True)
+    withdrawn_at = fields.DatetimeField(null=True)
+
+    task_id: int
+    department_id: int
+    liaison_id: int
+
+    class Meta:
+        table = "reports"
+        unique_together = (("chat_id", "message_id"),)
+        indexes = (
+            ("task_id", "created_at"),  # a task's latest reports
+            ("department_id", "cycle_key"),  # who has reported for this cycle (nudges)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -31,11 +32,37 @@ class Settings(BaseSettings):
     default_locale: str = "zh"
     admin_ids: Annotated[tuple[int, ...], NoDecode] = Field(default=())
     coordinator_chat_id: int | None = None
+    # Webhook mode when WEBHOOK_URL is set (the public HTTPS URL Telegram posts to); long polling
+    # otherwise. The aiohttp server listens on WEBHOOK_HOST:WEBHOOK_PORT behind your proxy.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
 
-    @field_validator("bot_token", mode="before")
+    @field_validator(
+        "bot_token", "coordinator_chat_id", "webhook_url", "webhook_secret", mode="before"
+    )
     @classmethod
-    def _empty_token_is_none(cls, value: object) -> object:
+    def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ValueError(f"expected an https:// URL Telegram can reach, got {value!r}")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's rule for secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -.
+        allowed = re.compile(r"[A-Za-z0-9_-]{1,256}")
+        if value is not None and not allowed.fullmatch(value.get_secret_value()):
+            raise ValueError("use 1-256 characters from A-Z, a-z, 0-9, _ and -")
+        return value
 
     @field_validator("telegram_api_url")
     @classmethod

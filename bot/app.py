@@ -1,0 +1,149 @@
+"""App assembly: the Bot, the dispatcher, the command menus, and polling or webhook.
+
+Read straight through: settings -> logging -> Bot -> build_dispatcher -> polling or webhook.
+Nothing here is a module-level singleton; tests build a fresh dispatcher each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from contextlib import suppress
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+)
+from aiogram.utils.i18n import I18n
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
+
+from bot.commands import commands_for
+from bot.i18n import build_i18n
+from bot.people import Access
+from bot.settings import SUPPORTED_LOCALES, Settings
+from handlers import build_routers
+from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware
+from storage.db import close_db, init_db
+
+log = logging.getLogger(__name__)
+
+
+class MissingTokenError(Exception):
+    """`duban run` without BOT_TOKEN."""
+
+
+def build_bot(settings: Settings) -> Bot:
+    if settings.bot_token is None:
+        raise MissingTokenError(
+            "BOT_TOKEN is not set: talk to @BotFather in Telegram (/newbot), then put the token "
+            "in .env as BOT_TOKEN=… (see .env.example)"
+        )
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def build_dispatcher(
+    settings: Settings, *, i18n: I18n | None = None, storage: BaseStorage | None = None
+) -> Dispatcher:
+    """A dispatcher with every router and middleware; dependencies travel as workflow data."""
+    i18n = i18n or build_i18n(settings.default_locale)
+    dispatcher = Dispatcher(storage=storage or MemoryStorage(), settings=settings, i18n=i18n)
+    dispatcher.update.outer_middleware(ActorMiddleware(settings.admin_ids))
+    ActorI18nMiddleware(i18n).setup(dispatcher)
+    dispatcher.include_routers(*build_routers())
+    return dispatcher
+
+
+async def set_command_menus(bot: Bot, i18n: I18n, settings: Settings) -> None:
+    """Localized menus per language and scope: private chats, groups, and each coordinator."""
+    scopes = [
+        (BotCommandScopeAllPrivateChats(), Access.LIAISON, False),
+        (BotCommandScopeAllGroupChats(), Access.LIAISON, True),
+        *(
+            (BotCommandScopeChat(chat_id=admin), Access.COORDINATOR, False)
+            for admin in settings.admin_ids
+        ),
+    ]
+    for scope, access, in_group in scopes:
+        for language in (None, *SUPPORTED_LOCALES):
+            with i18n.use_locale(language or settings.default_locale):
+                menu = [
+                    BotCommand(command=spec.name, description=str(spec.description))
+                    for spec in commands_for(access, in_group=in_group)
+                ]
+            await bot.set_my_commands(menu, scope=scope, language_code=language)
+
+
+async def on_startup(bot: Bot, dispatcher: Dispatcher, settings: Settings, i18n: I18n) -> None:
+    me = await bot.get_me()
+    dispatcher["bot_username"] = me.username
+    await set_command_menus(bot, i18n, settings)
+    log.info("Duban is up as @%s", me.username)
+
+
+def create_app(settings: Settings) -> tuple[Bot, Dispatcher]:
+    """The bot and its dispatcher, as `duban run` uses them (end-to-end tests use this too)."""
+    bot = build_bot(settings)
+    dispatcher = build_dispatcher(settings)
+    dispatcher.startup.register(on_startup)
+    return bot, dispatcher
+
+
+async def run(settings: Settings) -> None:
+    """`duban run`: database, bot, dispatcher; then long polling, or a webhook server."""
+    bot, dispatcher = create_app(settings)
+    await init_db(settings.database_url)
+    try:
+        if settings.webhook_url:
+            await _run_webhook(bot, dispatcher, settings)
+        else:
+            await bot.delete_webhook(drop_pending_updates=False)
+            # aiogram stops polling on SIGTERM/SIGINT and lets in-flight updates finish.
+            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+    finally:
+        await close_db()
+
+
+async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
+    secret = (
+        settings.webhook_secret.get_secret_value()
+        if settings.webhook_secret
+        else secrets.token_urlsafe(32)
+    )
+    path = urlsplit(settings.webhook_url).path or "/"
+    app = web.Application()
+    # SimpleRequestHandler answers 401 when X-Telegram-Bot-Api-Secret-Token is wrong or missing.
+    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret).register(app, path)
+    setup_application(app, dispatcher, bot=bot)
+    await bot.set_webhook(settings.webhook_url, secret_token=secret)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
+    log.info("Webhook server on %s:%s%s", settings.webhook_host, settings.webhook_port, path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # waits for in-flight requests, then runs the shutdown hooks
+        await bot.session.close()

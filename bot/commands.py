@@ -1,0 +1,47 @@
+"""The bot's slash commands: who may use each, and its localized menu description."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiogram.utils.i18n import lazy_gettext as __
+
+from bot.people import Access
+
+_RANK = {Access.GUEST: 0, Access.OBSERVER: 1, Access.LIAISON: 2, Access.COORDINATOR: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    name: str
+    description: object  # a lazy gettext string, resolved in the reader's language
+    access: Access = Access.GUEST
+    in_groups: bool = True
+    liaison_only: bool = False  # /report: coordinators look, liaisons report
+
+    def allowed(self, access: Access) -> bool:
+        if self.liaison_only:
+            return access is Access.LIAISON
+        return _RANK[access] >= _RANK[self.access]
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", __("Start, or join your department with an invitation")),
+    CommandSpec("help", __("What I can do for you")),
+    CommandSpec("tasks", __("Tasks of a department"), Access.OBSERVER),
+    CommandSpec("task", __("One task in full: /task CODE"), Access.OBSERVER),
+    CommandSpec("dept", __("Find a department: /dept NAME"), Access.OBSERVER),
+    CommandSpec("overdue", __("Tasks past their deadline"), Access.OBSERVER),
+    CommandSpec("report", __("Report progress on a task"), in_groups=False, liaison_only=True),
+    CommandSpec("invite", __("Invite a liaison: /invite DEPARTMENT"), Access.COORDINATOR, False),
+    CommandSpec("grant", __("Make someone a coordinator: /grant USER_ID"), Access.COORDINATOR),
+    CommandSpec("revoke", __("Take coordinator rights back: /revoke USER_ID"), Access.COORDINATOR),
+    CommandSpec("unbind", __("Remove a liaison: /unbind USER_ID"), Access.COORDINATOR),
+    CommandSpec("bindgroup", __("Make this group the coordination group"), Access.COORDINATOR),
+    CommandSpec("whoami", __("Who I think you are")),
+    CommandSpec("lang", __("Language: /lang zh or /lang en")),
+)
+
+
+def commands_for(access: Access, *, in_group: bool = False) -> list[CommandSpec]:
+    return [spec for spec in COMMANDS if spec.allowed(access) and (spec.in_groups or not in_group)]

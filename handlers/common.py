@@ -1,0 +1,77 @@
+"""/start (without an invitation), /help, /whoami and /lang: open to everyone, guests included."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.commands import commands_for
+from bot.people import Access, Actor
+from bot.settings import SUPPORTED_LOCALES
+from handlers.render import quote
+from storage.people import set_locale
+
+ACCESS_NAMES = {
+    Access.GUEST: lambda: _("guest"),
+    Access.OBSERVER: lambda: _("observer"),
+    Access.LIAISON: lambda: _("liaison"),
+    Access.COORDINATOR: lambda: _("coordinator"),
+}
+
+
+def help_text(actor: Actor, *, in_group: bool) -> str:
+    lines = [_("<b>Duban (督办)</b> keeps the plan's tasks moving. Commands for you:"), ""]
+    lines += [
+        f"/{spec.name} — {spec.description}"
+        for spec in commands_for(actor.access, in_group=in_group)
+    ]
+    if actor.access is Access.GUEST:
+        lines += ["", _("Ask a coordinator for an invitation to join your department.")]
+    return "\n".join(lines)
+
+
+async def start(message: Message, actor: Actor) -> None:
+    greeting = _("Hello, {name}!").format(name=quote(actor.full_name))
+    await message.answer(
+        greeting + "\n\n" + help_text(actor, in_group=message.chat.type != "private")
+    )
+
+
+async def show_help(message: Message, actor: Actor) -> None:
+    await message.answer(help_text(actor, in_group=message.chat.type != "private"))
+
+
+async def whoami(message: Message, actor: Actor) -> None:
+    lines = [
+        _("Name: {name}").format(name=quote(actor.full_name)),
+        _("Telegram id: <code>{id}</code>").format(id=actor.user_id),
+        _("Role: {role}").format(role=ACCESS_NAMES[actor.access]()),
+    ]
+    if actor.department_name:
+        lines.append(_("Department: {name}").format(name=quote(actor.department_name)))
+    await message.answer("\n".join(lines))
+
+
+async def choose_language(
+    message: Message, command: CommandObject, actor: Actor, i18n: I18n
+) -> None:
+    choice = (command.args or "").strip().lower()
+    if choice not in SUPPORTED_LOCALES:
+        await message.answer(_("Usage: /lang zh or /lang en"))
+        return
+    await set_locale(actor.user_id, actor.full_name, choice)
+    with i18n.use_locale(choice):
+        await message.answer(_("Language set to English."))
+
+
+def build_router() -> Router:
+    router = Router(name="common")
+    # /start with an invitation token belongs to handlers.onboarding, which comes first.
+    router.message.register(start, CommandStart())
+    router.message.register(show_help, Command("help"))
+    router.message.register(whoami, Command("whoami"))
+    router.message.register(choose_language, Command("lang"))
+    return router

@@ -18,6 +18,11 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramUnauthorizedError,
+)
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import (
@@ -83,12 +88,17 @@ async def set_command_menus(bot: Bot, i18n: I18n, settings: Settings) -> None:
     ]
     for scope, access, in_group in scopes:
         for language in (None, *SUPPORTED_LOCALES):
-            with i18n.use_locale(language or settings.default_locale):
+            with i18n.context(), i18n.use_locale(language or settings.default_locale):
                 menu = [
                     BotCommand(command=spec.name, description=str(spec.description))
                     for spec in commands_for(access, in_group=in_group)
                 ]
-            await bot.set_my_commands(menu, scope=scope, language_code=language)
+            try:
+                await bot.set_my_commands(menu, scope=scope, language_code=language)
+            except TelegramBadRequest as exc:
+                # A coordinator who never opened the bot: Telegram knows no chat with them yet.
+                log.warning("No command menu for %s: %s", scope.model_dump(), exc.message)
+                break
 
 
 async def on_startup(bot: Bot, dispatcher: Dispatcher, settings: Settings, i18n: I18n) -> None:
@@ -106,19 +116,39 @@ def create_app(settings: Settings) -> tuple[Bot, Dispatcher]:
     return bot, dispatcher
 
 
+class TelegramUnreachableError(Exception):
+    """The Bot API cannot be reached, or refuses the token, at start-up."""
+
+
 async def run(settings: Settings) -> None:
     """`duban run`: database, bot, dispatcher; then long polling, or a webhook server."""
     bot, dispatcher = create_app(settings)
     await init_db(settings.database_url)
     try:
+        await _check_telegram(bot, settings)
         if settings.webhook_url:
             await _run_webhook(bot, dispatcher, settings)
         else:
             await bot.delete_webhook(drop_pending_updates=False)
             # aiogram stops polling on SIGTERM/SIGINT and lets in-flight updates finish.
-            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=True)
+            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=False)
     finally:
+        await bot.session.close()
         await close_db()
+
+
+async def _check_telegram(bot: Bot, settings: Settings) -> None:
+    """Fail at start with one clear line, not a traceback, when Telegram is out of reach."""
+    try:
+        await bot.get_me()
+    except TelegramUnauthorizedError:
+        raise TelegramUnreachableError(
+            f"the Bot API at {settings.telegram_api_url} refused BOT_TOKEN (revoked or mistyped?)"
+        ) from None
+    except TelegramNetworkError as exc:
+        raise TelegramUnreachableError(
+            f"cannot reach the Bot API at {settings.telegram_api_url}: {exc.message}"
+        ) from None
 
 
 async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:

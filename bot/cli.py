@@ -82,7 +82,7 @@ def cmd_departments(_args: argparse.Namespace, settings: Callable[[], Settings])
 def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
     import logging
 
-    from bot.app import MissingTokenError, run
+    from bot.app import MissingTokenError, TelegramUnreachableError, run
 
     config = settings()
     logging.basicConfig(
@@ -90,7 +90,7 @@ def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None
     )
     try:
         asyncio.run(run(config))
-    except MissingTokenError as exc:
+    except (MissingTokenError, TelegramUnreachableError) as exc:
         raise CliError(str(exc)) from None
 
 

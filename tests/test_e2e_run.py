@@ -71,7 +71,8 @@ async def test_duban_run_polls_answers_and_stops_cleanly_on_sigterm(tmp_path):
             for scope in ("all_private_chats", "all_group_chats"):
                 for language in ("", "zh", "en"):
                     assert menus[(scope, language)], (scope, language)
-            zh_private = {c["command"]: c["description"] for c in menus[("all_private_chats", "zh")]}
+            zh_menu = menus[("all_private_chats", "zh")]
+            zh_private = {command["command"]: command["description"] for command in zh_menu}
             assert zh_private["report"] == "报送任务进展"
             assert "invite" not in zh_private  # coordinator commands only in coordinators' menus
             assert "invite" in {c["command"] for c in menus[(f"chat:{ADMIN}", "en")]}

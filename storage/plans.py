@@ -11,7 +11,8 @@ tasks; report values point at targets):
 - tasks by code; a task missing from the revision is withdrawn (soft-deleted), and restored when a
   later revision brings it back;
 - assignments by (task, department);
-- targets by position within their owner (the plan's goals, or one task);
+- targets by metric and unit within their owner (the plan's goals, or one task), then by
+  position;
 - requirements by code.
 """
 
@@ -291,24 +292,26 @@ class _Importer:
         return list(wanted.values())
 
     async def _sync_targets(self, plan: Plan) -> None:
-        current: dict[int | None, dict[int, Target]] = defaultdict(dict)
+        current: dict[int | None, list[Target]] = defaultdict(list)
         for target in await Target.filter(plan_id=plan.id).order_by("position"):
-            current[target.task_id][target.position] = target
+            current[target.task_id].append(target)
         owners: list[tuple[Task | None, tuple[ParsedTarget, ...]]] = [(None, self.parsed.goals)]
         owners += [(self.tasks[task.code], task.targets) for task in self.parsed.tasks]
         to_delete: list[int] = []
         for owner, parsed_targets in owners:
-            rows = current.get(owner.id if owner else None, {})
+            rows = current.get(owner.id if owner else None, [])
             counted = owner is None or owner.code not in self.new_codes
-            for position, parsed_target in enumerate(parsed_targets):
-                values = _target_values(parsed_target)
-                target = rows.pop(position, None)
+            matched, unmatched = _match_targets(rows, parsed_targets)
+            for position, (parsed_target, target) in enumerate(
+                zip(parsed_targets, matched, strict=True)
+            ):
+                values = {**_target_values(parsed_target), "position": position}
                 if target is None:
-                    await Target.create(plan=plan, task=owner, position=position, **values)
+                    await Target.create(plan=plan, task=owner, **values)
                     self.counters["targets_changed"] += int(counted)
                 elif await _update(target, values):
                     self.counters["targets_changed"] += 1
-            to_delete += [target.id for target in rows.values()]
+            to_delete += [target.id for target in unmatched]
         # Targets of withdrawn tasks stay, like the tasks: a restored task finds them again.
         if to_delete:
             await Target.filter(id__in=to_delete).delete()
@@ -393,6 +396,29 @@ def _task_values(task: ParsedTask) -> dict[str, Any]:
         "deadline": task.deadline,
         "cycle": task.cycle.value if task.cycle else None,
     }
+
+
+def _match_targets(
+    rows: list[Target], parsed: tuple[ParsedTarget, ...]
+) -> tuple[list[Target | None], list[Target]]:
+    """Pair stored targets with the document's: same metric and unit first, then same place.
+
+    Reports store values against target ids, so a target inserted before others in a revision
+    must not shift the later ones onto each other's rows.
+    """
+    free = list(rows)
+    matched: list[Target | None] = [None] * len(parsed)
+    for index, target in enumerate(parsed):
+        row = next((r for r in free if (r.metric, r.unit) == (target.metric, target.unit)), None)
+        if row is not None:
+            matched[index] = row
+            free.remove(row)
+    for index in range(len(parsed)):
+        row = next((r for r in free if r.position == index), None)
+        if matched[index] is None and row is not None:
+            matched[index] = row
+            free.remove(row)
+    return matched, free
 
 
 def _target_values(target: ParsedTarget) -> dict[str, Any]:

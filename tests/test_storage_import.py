@@ -11,6 +11,7 @@ from tortoise.models import Model
 
 import storage.plans
 from bot.plan_model import Comparator, Cycle, DepartmentKind, ParsedPlan, ParsedUnit, Role
+from bot.plan_parser import parse_plan_text
 from storage.models import Assignment, Department, Plan, Requirement, Target, Task
 from storage.plans import ImportCounts, import_plan
 
@@ -250,3 +251,19 @@ async def test_a_plan_without_doc_number_is_found_by_title(
     # Another 文号 with the same title is another document.
     other = await import_plan(replace(sample_plan, doc_number="长政办发〔2024〕1号"), SHA_2)
     assert other.created and other.plan_id != first.plan_id
+
+
+async def test_a_target_inserted_before_others_keeps_their_ids(db):
+    head = "某县关于推进某项工作的实施方案\n某政办发〔2024〕9号\n一、重点任务\n"
+    first = head + "1.住房。到2027年,筹集住房9000套,加装电梯100台。(责任单位:县建设局)\n"
+    await import_plan(parse_plan_text(first), source_sha256="a")
+    before = {t.metric: t.id for t in await Target.all()}
+    revised = (
+        head + "1.住房。到2027年,改造小区50个,筹集住房9000套,加装电梯120台。(责任单位:县建设局)\n"
+    )
+    result = await import_plan(parse_plan_text(revised), source_sha256="b")
+    after = {t.metric: (t.id, t.position, t.value) for t in await Target.all()}
+    assert after["筹集住房"][0] == before["筹集住房"]
+    assert after["加装电梯"][0] == before["加装电梯"]
+    assert after["加装电梯"][1:] == (2, 120)
+    assert result.targets_changed == 3  # one added, two moved (one of them also revalued)

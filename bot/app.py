@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 import signal
+from collections.abc import Iterable
 from contextlib import suppress
 from urllib.parse import urlsplit
 
@@ -37,11 +38,13 @@ from aiohttp import web
 
 from bot.commands import commands_for
 from bot.i18n import build_i18n
+from bot.onboarding import remember_bot_username
 from bot.people import Access
 from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers import build_routers
 from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware
 from storage.db import close_db, init_db
+from storage.onboarding import granted_coordinator_ids
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +79,18 @@ def build_dispatcher(
     return dispatcher
 
 
-async def set_command_menus(bot: Bot, i18n: I18n, settings: Settings) -> None:
-    """Localized menus per language and scope: private chats, groups, and each coordinator."""
+async def set_command_menus(
+    bot: Bot, i18n: I18n, settings: Settings, granted: Iterable[int] = ()
+) -> None:
+    """Localized menus per language and scope: private chats, groups, and each coordinator
+    (ADMIN_IDS and the `granted` ones)."""
+    coordinators = dict.fromkeys([*settings.admin_ids, *granted])
     scopes = [
         (BotCommandScopeAllPrivateChats(), Access.LIAISON, False),
         (BotCommandScopeAllGroupChats(), Access.LIAISON, True),
         *(
-            (BotCommandScopeChat(chat_id=admin), Access.COORDINATOR, False)
-            for admin in settings.admin_ids
+            (BotCommandScopeChat(chat_id=coordinator), Access.COORDINATOR, False)
+            for coordinator in coordinators
         ),
     ]
     for scope, access, in_group in scopes:
@@ -104,7 +111,9 @@ async def set_command_menus(bot: Bot, i18n: I18n, settings: Settings) -> None:
 async def on_startup(bot: Bot, dispatcher: Dispatcher, settings: Settings, i18n: I18n) -> None:
     me = await bot.get_me()
     dispatcher["bot_username"] = me.username
-    await set_command_menus(bot, i18n, settings)
+    # Stored for the CLI (`duban invite` prints deep links but cannot ask Telegram).
+    await remember_bot_username(me.username)
+    await set_command_menus(bot, i18n, settings, granted=await granted_coordinator_ids())
     log.info("Duban is up as @%s", me.username)
 
 

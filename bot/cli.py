@@ -79,6 +79,48 @@ def cmd_departments(_args: argparse.Namespace, settings: Callable[[], Settings])
     print(plan_report.render_department_counts(_run_with_db(settings(), department_task_counts())))
 
 
+def cmd_invite(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    from bot.onboarding import MAX_INVITE_DAYS, UnknownDepartmentError
+
+    if not 1 <= args.days <= MAX_INVITE_DAYS:
+        raise CliError(f"--days: expected 1 to {MAX_INVITE_DAYS}, got {args.days}")
+    config = settings()
+    try:
+        invitation, username = _run_with_db(config, _invite(args.department, args.days, args.lead))
+    except UnknownDepartmentError as exc:
+        if exc.suggestions:
+            raise CliError(
+                f"no department is called {exc.query!r}; closest: {', '.join(exc.suggestions)}"
+            ) from None
+        if not exc.any_departments:
+            raise CliError(
+                "no departments yet: import a plan first (duban plan import FILE)"
+            ) from None
+        raise CliError(f"no department is called {exc.query!r} (see: duban departments)") from None
+    expires = invitation.expires_at.astimezone(config.tz).strftime("%Y-%m-%d %H:%M")
+    role = "lead liaison" if invitation.as_lead else "liaison"
+    print(
+        f"Invitation to join {invitation.department} as {role} "
+        f"(single use, expires {expires} {config.timezone}):"
+    )
+    if link := invitation.link(username):
+        print(f"  {link}")
+    print(f"  {invitation.start_command}")
+    if not link:
+        print(
+            "duban: note: the bot's username is not known yet, so there is no t.me link: "
+            "run the bot once (duban run) to learn it, or send the /start line to the bot",
+            file=sys.stderr,
+        )
+
+
+async def _invite(department: str, days: int, as_lead: bool):
+    from bot.onboarding import create_invitation, known_bot_username
+
+    invitation = await create_invitation(department, days=days, as_lead=as_lead)
+    return invitation, await known_bot_username()
+
+
 def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
     import logging
 
@@ -134,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     departments = commands.add_parser("departments", help="departments and their task counts")
     departments.set_defaults(handler=cmd_departments)
+
+    invite = commands.add_parser(
+        "invite", help="make a single-use invitation link for a department's liaison"
+    )
+    invite.add_argument("department", help="the department's name or alias")
+    invite.add_argument(
+        # 7 is bot.onboarding.INVITE_DAYS, not imported here to keep `duban plan parse` light.
+        "--days",
+        type=int,
+        default=7,
+        metavar="N",
+        help="days until it expires (default: 7)",
+    )
+    invite.add_argument(
+        "--lead", action="store_true", help="the invitee becomes the department's lead liaison"
+    )
+    invite.set_defaults(handler=cmd_invite)
 
     run = commands.add_parser("run", help="run the bot (long polling, or a webhook server)")
     run.set_defaults(handler=cmd_run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import common, fallback
+from handlers import common, fallback, lookup, onboarding, reports
 
 
 def build_routers() -> list[Router]:
@@ -12,4 +12,10 @@ def build_routers() -> list[Router]:
 
     Catch-alls come last, so that they see only what no feature handled.
     """
-    return [common.build_router(), fallback.build_router()]
+    return [
+        onboarding.build_router(),  # before common: /start TOKEN here, plain /start there
+        common.build_router(),
+        lookup.build_router(),
+        reports.build_router(),
+        fallback.build_router(),
+    ]

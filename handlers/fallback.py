@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import CallbackQuery, ErrorEvent, Message
 from aiogram.utils.i18n import gettext as _
 
@@ -27,11 +29,15 @@ async def stale_button(callback: CallbackQuery) -> None:
 
 async def on_error(event: ErrorEvent) -> None:
     """Log the traceback for us; tell the user something short instead of going silent."""
-    log.exception("Unhandled error in update %s", event.update.update_id, exc_info=event.exception)
-    if event.update.callback_query:
-        await event.update.callback_query.answer(_("Something went wrong. Please try again."))
-    elif event.update.message and event.update.message.chat.type == "private":
-        await event.update.message.answer(_("Something went wrong. Please try again."))
+    log.error("Unhandled error in update %s", event.update.update_id, exc_info=event.exception)
+    sorry = _("Something went wrong. Please try again.")
+    # Telling the user may fail too (a callback query is answered once; the chat may be gone):
+    # that must not raise again inside the error handler.
+    with suppress(TelegramBadRequest, TelegramForbiddenError):
+        if event.update.callback_query:
+            await event.update.callback_query.answer(sorry)
+        elif event.update.message and event.update.message.chat.type == "private":
+            await event.update.message.answer(sorry)
 
 
 def build_router() -> Router:

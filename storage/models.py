@@ -13,6 +13,7 @@ RESTRICT so deleting them fails loudly instead of cascading into the report hist
 
 from __future__ import annotations
 
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -62,6 +63,7 @@ class Department(Model):
 
     assignments: fields.ReverseRelation[Assignment]
     liaisons: fields.ReverseRelation[Liaison]
+    invitations: fields.ReverseRelation[InviteToken]
 
     class Meta:
         table = "departments"
@@ -185,6 +187,10 @@ class Liaison(Model):
     )
     locale = fields.CharField(max_length=16, null=True)
     active = fields.BooleanField(default=True)
+    # A department may have several liaisons: one lead (主联络员) and deputies. The first to join
+    # leads; when the lead leaves, the deputy who joined earliest takes over (storage.onboarding).
+    is_lead = fields.BooleanField(default=False)
+    bound_at = fields.DatetimeField(null=True)  # when they joined their current department
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -235,3 +241,37 @@ class Report(Model):
             ("task_id", "created_at"),  # a task's latest reports
             ("department_id", "cycle_key"),  # who has reported for this cycle (nudges)
         )
+
+
+class InviteToken(Model):
+    """A single-use invitation to join a department as its liaison; only its SHA-256 is stored."""
+
+    id = fields.IntField(primary_key=True)
+    # The token itself is shown once and never stored: a copy of the database holds no live
+    # invitation.
+    token_sha256 = fields.CharField(max_length=64, unique=True)
+    department: fields.ForeignKeyRelation[Department] = fields.ForeignKeyField(
+        "models.Department", related_name="invitations", on_delete=fields.CASCADE
+    )
+    as_lead = fields.BooleanField(default=False)  # the invitee becomes the department's lead
+    created_by = fields.BigIntField(null=True)  # Telegram user id; null when made with the CLI
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    used_by = fields.BigIntField(null=True)  # Telegram user id of whoever redeemed it
+
+    department_id: int
+
+    class Meta:
+        table = "invite_tokens"
+
+
+class BotSetting(Model):
+    """State the bot learns while running: its username, the coordination group (key/value)."""
+
+    key = fields.CharField(max_length=64, primary_key=True)
+    value = fields.TextField()
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "bot_settings"

@@ -1,0 +1,312 @@
+"""Progress reports (进度报送): the queries the report flow, prompts and lookups need.
+
+Plain dataclasses out, nothing of Telegram. Every function runs a fixed number of queries.
+Only active tasks can be reported on; withdrawn reports are kept (with `withdrawn_at`) but no
+longer count: `task_reports` leaves them out unless asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from tortoise.exceptions import IntegrityError
+
+from bot.plan_model import Comparator, Role
+from storage.enums import LiaisonRole, ReportStatus
+from storage.models import Assignment, Liaison, Report, Target, Task
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChoice:
+    """One line of the task picker."""
+
+    task_id: int
+    code: str
+    title: str
+    role: Role
+    deadline: date
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    id: int
+    metric: str
+    value: Decimal
+    unit: str
+    comparator: Comparator
+    deadline: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTask:
+    """A task as the report flow and the prompts show it.
+
+    `role` is the role of the department it was loaded for (None when loaded without one).
+    """
+
+    id: int
+    code: str
+    title: str
+    deadline: date
+    targets: tuple[TargetInfo, ...]
+    lead_departments: tuple[str, ...]
+    role: Role | None = None
+
+    def target(self, target_id: int) -> TargetInfo | None:
+        return next((target for target in self.targets if target.id == target_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewReport:
+    task_id: int
+    department_id: int
+    liaison_id: int
+    status: ReportStatus
+    text: str
+    values: list[dict[str, str | int]]  # [{"target_id": 3, "value": "6200"}]
+    attachments: list[dict[str, str]]  # [{"kind": "photo", "file_id": "…"}]
+    chat_id: int
+    message_id: int | None
+    cycle_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    id: int
+    task_id: int
+    department_id: int
+    department_name: str
+    liaison_id: int
+    liaison_name: str
+    liaison_user_id: int
+    status: ReportStatus
+    text: str
+    values: tuple[dict, ...]
+    attachments: tuple[dict, ...]
+    chat_id: int
+    message_id: int | None
+    cycle_key: str | None
+    created_at: datetime
+    edited_at: datetime | None
+    withdrawn_at: datetime | None
+    role: Role | None = None  # the department's role on the task (task_reports only)
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.withdrawn_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A person to notify: their Telegram id and chosen language (None: the default)."""
+
+    liaison_id: int
+    telegram_user_id: int
+    full_name: str
+    locale: str | None
+    department_name: str
+
+
+def _lead_first(choice: TaskChoice) -> bool:
+    return choice.role is not Role.LEAD
+
+
+async def department_tasks(department_id: int) -> list[TaskChoice]:
+    """The department's active tasks for the picker: lead ones first, then in document order."""
+    rows = (
+        await Assignment.filter(department_id=department_id, task__withdrawn_at__isnull=True)
+        .order_by("task__plan_id", "task__position")
+        .values("task_id", "task__code", "task__title", "task__deadline", "role")
+    )
+    choices = [
+        TaskChoice(
+            row["task_id"],
+            row["task__code"],
+            row["task__title"],
+            Role(row["role"]),
+            row["task__deadline"],
+        )
+        for row in rows
+    ]
+    return sorted(choices, key=_lead_first)  # stable: document order within each role
+
+
+async def _report_task(task: Task, role: Role | None) -> ReportTask:
+    targets = await Target.filter(task_id=task.id).order_by("position")
+    leads = (
+        await Assignment.filter(task_id=task.id, role=Role.LEAD)
+        .order_by("position")
+        .values_list("department__name", flat=True)
+    )
+    return ReportTask(
+        id=task.id,
+        code=task.code,
+        title=task.title,
+        deadline=task.deadline,
+        targets=tuple(
+            TargetInfo(t.id, t.metric, t.value, t.unit, Comparator(t.comparator), t.deadline)
+            for t in targets
+        ),
+        lead_departments=tuple(str(name) for name in leads),
+        role=role,
+    )
+
+
+async def get_report_task(task_id: int) -> ReportTask | None:
+    """An active task with its targets (for prompts), or None."""
+    task = await Task.get_or_none(id=task_id, withdrawn_at__isnull=True)
+    return None if task is None else await _report_task(task, None)
+
+
+async def task_for_department(task_id: int, department_id: int) -> ReportTask | None:
+    """The task if it is active and the department is one of its units, else None.
+
+    This is the check behind every button that names a task: a forged or stale id, or a task
+    of another department, gives None.
+    """
+    assignment = (
+        await Assignment.filter(
+            task_id=task_id, department_id=department_id, task__withdrawn_at__isnull=True
+        )
+        .select_related("task")
+        .first()
+    )
+    if assignment is None:
+        return None
+    return await _report_task(assignment.task, Role(assignment.role))
+
+
+def _record(report: Report, role: Role | None = None) -> ReportRecord:
+    return ReportRecord(
+        id=report.id,
+        task_id=report.task_id,
+        department_id=report.department_id,
+        department_name=report.department.name,
+        liaison_id=report.liaison_id,
+        liaison_name=report.liaison.full_name,
+        liaison_user_id=report.liaison.telegram_user_id,
+        status=ReportStatus(report.status),
+        text=report.text,
+        values=tuple(report.values),
+        attachments=tuple(report.attachments),
+        chat_id=report.chat_id,
+        message_id=report.message_id,
+        cycle_key=report.cycle_key,
+        created_at=report.created_at,
+        edited_at=report.edited_at,
+        withdrawn_at=report.withdrawn_at,
+        role=role,
+    )
+
+
+def _with_people():  # a QuerySet[Report] with the department and liaison joined
+    return Report.all().select_related("department", "liaison")
+
+
+async def create_report(new: NewReport) -> ReportRecord | None:
+    """Store a report; None when (chat_id, message_id) is already stored (a duplicated update)."""
+    try:
+        report = await Report.create(
+            task_id=new.task_id,
+            department_id=new.department_id,
+            liaison_id=new.liaison_id,
+            status=new.status,
+            text=new.text,
+            values=list(new.values),
+            attachments=list(new.attachments),
+            chat_id=new.chat_id,
+            message_id=new.message_id,
+            cycle_key=new.cycle_key,
+        )
+    except IntegrityError:
+        return None
+    return await get_report(report.id)
+
+
+async def get_report(report_id: int) -> ReportRecord | None:
+    report = await _with_people().filter(id=report_id).first()
+    return None if report is None else _record(report)
+
+
+async def find_report_by_message(chat_id: int, message_id: int) -> ReportRecord | None:
+    """The report whose text came from this Telegram message (for edited messages)."""
+    report = await _with_people().filter(chat_id=chat_id, message_id=message_id).first()
+    return None if report is None else _record(report)
+
+
+async def report_exists(chat_id: int, message_id: int) -> bool:
+    return await Report.filter(chat_id=chat_id, message_id=message_id).exists()
+
+
+async def update_report(
+    report_id: int,
+    *,
+    text: str,
+    values: list[dict[str, str | int]],
+    edited_at: datetime,
+    status: ReportStatus | None = None,
+    attachments: list[dict[str, str]] | None = None,
+) -> ReportRecord | None:
+    """Replace a live report's text and values (and status, attachments when given).
+
+    None when the report does not exist or was withdrawn meanwhile.
+    """
+    fields: dict[str, object] = {"text": text, "values": list(values), "edited_at": edited_at}
+    if status is not None:
+        fields["status"] = status
+    if attachments is not None:
+        fields["attachments"] = list(attachments)
+    updated = await Report.filter(id=report_id, withdrawn_at__isnull=True).update(**fields)
+    return await get_report(report_id) if updated else None
+
+
+async def withdraw_report(report_id: int, when: datetime) -> ReportRecord | None:
+    """Mark a report withdrawn (kept, no longer counted); None if missing or already withdrawn."""
+    updated = await Report.filter(id=report_id, withdrawn_at__isnull=True).update(withdrawn_at=when)
+    return await get_report(report_id) if updated else None
+
+
+async def task_reports(
+    task_id: int, *, include_withdrawn: bool = False, limit: int | None = None
+) -> list[ReportRecord]:
+    """A task's reports, newest first, with each department's role on the task."""
+    query = _with_people().filter(task_id=task_id).order_by("-created_at", "-id")
+    if not include_withdrawn:
+        query = query.filter(withdrawn_at__isnull=True)
+    if limit is not None:
+        query = query.limit(limit)
+    reports = await query
+    roles = dict(await Assignment.filter(task_id=task_id).values_list("department_id", "role"))
+    return [
+        _record(
+            report, Role(roles[report.department_id]) if report.department_id in roles else None
+        )
+        for report in reports
+    ]
+
+
+async def lead_liaisons(task_id: int) -> list[Recipient]:
+    """Active liaisons of the task's lead department(s)."""
+    liaisons = (
+        await Liaison.filter(
+            active=True,
+            role=LiaisonRole.LIAISON,
+            department__assignments__task_id=task_id,
+            department__assignments__role=Role.LEAD,
+        )
+        .select_related("department")
+        .order_by("id")
+        .distinct()
+    )
+    return [
+        Recipient(
+            liaison.id,
+            liaison.telegram_user_id,
+            liaison.full_name,
+            liaison.locale,
+            liaison.department.name if liaison.department else "",
+        )
+        for liaison in liaisons
+    ]

@@ -13,7 +13,6 @@ RESTRICT so deleting them fails loudly instead of cascading into the report hist
 
 from __future__ import annotations
 
-
 from tortoise import fields
 from tortoise.models import Model
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -131,10 +134,37 @@ class Settings(BaseSettings):
         return None if path in ("", ":memory:") else Path(path)
 
 
+# Tortoise ORM writes TIMEZONE=UTC into the process environment when it starts (its own notion of
+# the database timezone) and never restores it, which would silently turn every Settings read
+# after the database opened into UTC. So settings read TIMEZONE as the process started with it.
+_TIMEZONE_AT_START = os.environ.get("TIMEZONE")
+_TORTOISE_TIMEZONE = "UTC"  # what storage.db asks Tortoise for
+
+
+@contextmanager
+def _timezone_as_at_start() -> Iterator[None]:
+    current = os.environ.get("TIMEZONE")
+    if current == _TIMEZONE_AT_START or current != _TORTOISE_TIMEZONE:
+        yield
+        return
+    if _TIMEZONE_AT_START is None:
+        del os.environ["TIMEZONE"]
+    else:
+        os.environ["TIMEZONE"] = _TIMEZONE_AT_START
+    try:
+        yield
+    finally:
+        if current is None:
+            os.environ.pop("TIMEZONE", None)
+        else:
+            os.environ["TIMEZONE"] = current
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning validation errors into one line that names the variable."""
     try:
-        return Settings(**overrides)
+        with _timezone_as_at_start():
+            return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
         variable = str(error["loc"][0]).upper() if error["loc"] else "settings"

@@ -177,3 +177,17 @@ def test_python_dash_m_bot_runs_the_same_cli():
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["tasks"]) == 18
+
+
+async def test_settings_keep_their_timezone_after_the_database_opens(tmp_path, monkeypatch):
+    from bot.settings import load_settings
+    from storage.db import close_db, init_db
+
+    monkeypatch.delenv("TIMEZONE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("TIMEZONE=Europe/Paris\n", encoding="utf-8")
+    await init_db(f"sqlite://{tmp_path / 'db.sqlite3'}")
+    try:
+        assert load_settings().timezone == "Europe/Paris"  # not Tortoise's UTC
+    finally:
+        await close_db()

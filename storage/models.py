@@ -13,6 +13,8 @@ RESTRICT so deleting them fails loudly instead of cascading into the report hist
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -274,3 +276,75 @@ class BotSetting(Model):
 
     class Meta:
         table = "bot_settings"
+
+
+# Delivery ledger (outbox) ---------------------------------------------------------------------
+# The enums live here rather than in storage/enums.py only to keep this change in one file.
+
+
+class DeliveryKind(StrEnum):
+    PROMPT = "prompt"  # 进度提示
+    REMINDER = "reminder"  # 临期提醒
+    NUDGE = "nudge"  # 催报
+    ESCALATION = "escalation"  # 通报 in the coordination group
+    SUMMARY = "summary"  # 周报
+    NOTICE = "notice"  # a note to coordinators, e.g. a chat the bot can no longer reach
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for next_attempt_at
+    SENDING = "sending"  # claimed by the sender; a crash leaves it here until start-up resets it
+    SENT = "sent"
+    FAILED = "failed"  # gave up: unreachable (403), rejected (400) or out of attempts
+    EXPIRED = "expired"  # found due later than the staleness window allows: never sent
+    CANCELLED = "cancelled"  # no longer needed (a nudge for a department that has reported)
+
+
+class Delivery(Model):
+    """One scheduled outgoing message: the outbox the sender works through (storage.deliveries).
+
+    `key` is the idempotency key: planning the same send twice never makes a second row, and a
+    row is sent at most once except when a crash hits between Telegram's answer and `mark_sent`.
+    `payload` stays small: the locale and ids the renderer needs.
+    """
+
+    id = fields.IntField(primary_key=True)
+    kind = fields.CharEnumField(DeliveryKind, max_length=_ENUM_LENGTH, description="")
+    key = fields.CharField(max_length=255, unique=True)
+    chat_id = fields.BigIntField()
+    liaison: fields.ForeignKeyNullableRelation[Liaison] = fields.ForeignKeyField(
+        "models.Liaison", related_name="deliveries", null=True, on_delete=fields.SET_NULL
+    )
+    department: fields.ForeignKeyNullableRelation[Department] = fields.ForeignKeyField(
+        "models.Department", related_name="deliveries", null=True, on_delete=fields.SET_NULL
+    )
+    task: fields.ForeignKeyNullableRelation[Task] = fields.ForeignKeyField(
+        "models.Task", related_name="deliveries", null=True, on_delete=fields.SET_NULL
+    )
+    cycle_key = fields.CharField(max_length=32, null=True)
+    due_at = fields.DatetimeField()  # when it was meant to go out
+    status = fields.CharEnumField(
+        DeliveryStatus, max_length=_ENUM_LENGTH, default=DeliveryStatus.PENDING, description=""
+    )
+    attempts = fields.IntField(default=0)  # tries that Telegram answered or that failed (not 429)
+    next_attempt_at = fields.DatetimeField()  # due_at at first, later after a retry's backoff
+    claim_token = fields.CharField(max_length=32, null=True)  # which claim moved it to sending
+    last_error = fields.TextField(null=True)
+    message_id = fields.BigIntField(null=True)  # Telegram's id of its (first) message once sent
+    parts_sent = fields.IntField(default=0)  # a long send (summary) goes out as several messages
+    sent_at = fields.DatetimeField(null=True)
+    payload: fields.Field[dict] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    liaison_id: int | None
+    department_id: int | None
+    task_id: int | None
+
+    class Meta:
+        table = "deliveries"
+        indexes = (
+            ("status", "next_attempt_at"),  # what is due (claim, next wake-up)
+            ("status", "due_at"),  # what is stale (expiry)
+            ("status", "updated_at"),  # what expired or failed lately (weekly summary)
+        )

@@ -1,0 +1,651 @@
+"""The weekly summary (周报 / 通报): pure computation, plain values in and out.
+
+`compute_summary(data, ...)` turns what `storage.summary.load_summary_data` read into a
+`WeeklySummary`; `bot.summary_render` writes it as Telegram messages or plain text and
+`bot.chart` draws it. `now` comes in with the data (timezone-aware); nothing here reads a clock.
+
+Traffic light (红黄绿灯) of one department on one task, the most urgent reason wins:
+
+- 🔴 red: overdue (the deadline has passed — the deadline day itself still counts as in time — and
+  neither the task's lead(s) nor this department has reported it done), blocked, or silent: no
+  report on the task since `silent_since` (two reporting cycles; by default two months before
+  `now`; a task with its own cycle uses two of its cycles). Nobody is silent before the plan
+  was imported: a department cannot have missed cycles the bot never asked about.
+- 🟡 yellow: at risk, or behind pace (lead units only: the lead answers for the task's targets).
+- 🟢 green: on track or done (a task done by its lead(s) is green for every unit on it).
+- ⚪ pending: no report yet, and not silent either (the bot has not been running two cycles).
+
+Pace (序时进度) of a target: on a straight line from the plan's issue date (the baseline value
+when the document gives one, else 0) to the target's deadline (else the task's, else the plan's
+horizon) at its goal value, where should it be today? "At least" targets are behind pace when
+the latest reported value is below that line; "at most" targets with a baseline mirror it (above
+the line is behind); "at most" targets without a baseline are behind only once over the limit.
+Progress in % is the share of the way from the start value to the goal.
+
+"This week" is [since, now] (since = now - 7 days by default); what changed compares the state
+before `since` with the state at `now`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from dateutil.relativedelta import relativedelta
+
+from bot.plan_model import Comparator, Cycle, Role
+from storage.enums import ReportStatus
+from storage.summary import AssignmentRow, ReportRow, SummaryData, ValueRow
+
+WEEK = timedelta(days=7)
+_HUNDRED = Decimal(100)
+
+
+class Light(StrEnum):
+    """Most urgent first (the order sorts lines and departments)."""
+
+    RED = "red"
+    YELLOW = "yellow"
+    PENDING = "pending"  # no report yet, not silent either
+    GREEN = "green"
+
+
+LIGHT_EMOJI = {Light.RED: "🔴", Light.YELLOW: "🟡", Light.PENDING: "⚪", Light.GREEN: "🟢"}
+URGENCY = {light: rank for rank, light in enumerate(Light)}
+
+
+class Reason(StrEnum):
+    OVERDUE = "overdue"
+    BLOCKED = "blocked"
+    SILENT = "silent"
+    AT_RISK = "at_risk"
+    BEHIND_PACE = "behind_pace"
+    NO_REPORT = "no_report"
+    ON_TRACK = "on_track"
+    DONE = "done"
+
+
+REASON_LIGHT = {
+    Reason.OVERDUE: Light.RED,
+    Reason.BLOCKED: Light.RED,
+    Reason.SILENT: Light.RED,
+    Reason.AT_RISK: Light.YELLOW,
+    Reason.BEHIND_PACE: Light.YELLOW,
+    Reason.NO_REPORT: Light.PENDING,
+    Reason.ON_TRACK: Light.GREEN,
+    Reason.DONE: Light.GREEN,
+}
+
+# Two reporting cycles of each named cycle (the first word of a rule such as "monthly:20:25").
+_TWO_CYCLES = {
+    Cycle.WEEKLY: relativedelta(weeks=2),
+    Cycle.MONTHLY: relativedelta(months=2),
+    Cycle.QUARTERLY: relativedelta(months=6),
+    Cycle.HALF_YEARLY: relativedelta(months=12),
+    Cycle.YEARLY: relativedelta(months=24),
+}
+
+
+def two_cycles_before(moment: datetime, cycle: str | None) -> datetime:
+    """`moment` minus two reporting cycles of `cycle` ("monthly", "quarterly:20:25", …).
+
+    Unknown rules (an RRULE) and None count as monthly: two months.
+    """
+    name = (cycle or "").split(":", 1)[0].strip().lower()
+    try:
+        step = _TWO_CYCLES[Cycle(name)]
+    except ValueError:
+        step = _TWO_CYCLES[Cycle.MONTHLY]
+    return moment - step
+
+
+# Values out -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetProgress:
+    """A plan goal (task_code None) or task target with its latest value against the goal."""
+
+    target_id: int
+    task_id: int | None
+    task_code: str | None
+    metric: str
+    unit: str
+    goal: Decimal
+    comparator: Comparator
+    deadline: date
+    baseline: Decimal | None
+    value: Decimal | None  # latest reported; None: nobody has reported a value yet
+    previous_value: Decimal | None  # the latest before this week
+    percent: Decimal | None  # progress from the start value toward the goal, in %
+    expected_percent: Decimal | None  # where the straight line (序时进度) is today, in %
+    expected_value: Decimal | None
+    behind: bool  # behind pace
+
+    @property
+    def changed(self) -> bool:
+        return self.value is not None and self.value != self.previous_value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLine:
+    """One department on one task."""
+
+    task_id: int
+    code: str
+    title: str
+    role: Role
+    deadline: date
+    light: Light
+    reasons: tuple[Reason, ...]  # every reason that applies, most urgent first
+    status: ReportStatus | None  # the department's latest report
+    reported_at: datetime | None
+    overdue_days: int  # 0 unless overdue
+    silent_days: int | None  # days since the last report when silent (None: never reported)
+    behind: tuple[TargetProgress, ...] = ()  # targets behind pace (lead lines only)
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentBlock:
+    department_id: int
+    name: str
+    liaisons: tuple[str, ...]  # active liaisons, the lead liaison first
+    lines: tuple[TaskLine, ...]  # red first, then yellow, pending, green; document order within
+    reporters: tuple[str, ...]  # liaisons who reported this week
+
+    @property
+    def counts(self) -> dict[Light, int]:
+        return _count(line.light for line in self.lines)
+
+    @property
+    def worst(self) -> Light:
+        return min((line.light for line in self.lines), key=URGENCY.get, default=Light.GREEN)
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentContact:
+    """A department and the people who answer for it (reporters, or liaisons to chase)."""
+
+    department_id: int
+    name: str
+    people: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueTask:
+    task_id: int
+    code: str
+    title: str
+    deadline: date
+    days: int
+    leads: tuple[str, ...]  # lead department names (all units when the task names no lead)
+
+
+@dataclass(frozen=True, slots=True)
+class NewReport:
+    department: str
+    liaison: str
+    code: str
+    title: str
+    status: ReportStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    department: str
+    code: str
+    title: str
+    before: ReportStatus
+    after: ReportStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LightChange:
+    department: str
+    code: str
+    title: str
+    before: Light
+    after: Light
+
+    @property
+    def worse(self) -> bool:
+        return URGENCY[self.after] < URGENCY[self.before]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    new_reports: tuple[NewReport, ...] = ()
+    status_changes: tuple[StatusChange, ...] = ()
+    light_changes: tuple[LightChange, ...] = ()  # the worse first
+    target_changes: tuple[TargetProgress, ...] = ()  # targets with a new value this week
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.new_reports or self.status_changes or self.light_changes or self.target_changes
+        )
+
+
+class DeliveryIssueLike(Protocol):
+    kind: str  # prompt, reminder, nudge, escalation, summary, notice (or any text)
+    recipient: str
+    task_code: str | None
+    reason: str  # expired, failed, unreachable, or the error text
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryIssue:
+    """A scheduled send that expired or could not be delivered (from the delivery ledger)."""
+
+    kind: str
+    recipient: str
+    task_code: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklySummary:
+    plan_id: int
+    plan_title: str
+    doc_number: str | None
+    now: datetime
+    since: datetime
+    today: date  # in the summary's timezone
+    task_count: int
+    task_lights: dict[Light, int]  # tasks by their worst unit's light
+    line_lights: dict[Light, int]  # department-task lines by light
+    departments: tuple[DepartmentBlock, ...]  # most red first, then most yellow, then plan order
+    reported: tuple[DepartmentContact, ...]  # people: who reported this week
+    not_reported: tuple[DepartmentContact, ...]  # people: the liaisons (empty: none bound)
+    overdue: tuple[OverdueTask, ...]  # most overdue first
+    targets: tuple[TargetProgress, ...]  # plan goals first, then task targets in plan order
+    changes: Changes = field(default_factory=Changes)
+    delivery_issues: tuple[DeliveryIssue, ...] = ()
+
+
+# Computation ----------------------------------------------------------------------------------
+
+
+def compute_summary(
+    data: SummaryData,
+    *,
+    silent_since: datetime | None = None,
+    delivery_issues: Sequence[DeliveryIssueLike] = (),
+    tz: tzinfo | None = None,
+) -> WeeklySummary:
+    """The weekly summary as of `data.now`.
+
+    `silent_since`: a department with no report on a task since then is silent (red); computed
+    by the caller from the plan's reporting rule. By default two cycles of the plan's default
+    cycle (`two_cycles_before`): two months when it names none, or names an RRULE.
+    `tz`: the timezone whose calendar day is "today" (deadlines are local dates); by default the
+    timezone of `data.now`.
+    """
+    now, since = data.now, data.since
+    if now.tzinfo is None or since.tzinfo is None:
+        raise ValueError("compute_summary needs aware datetimes")
+    zone = tz or now.tzinfo
+    today = now.astimezone(zone).date()
+    before_day = since.astimezone(zone).date()
+    silent_since = silent_since or two_cycles_before(now, data.plan.default_cycle)
+    week = now - since
+
+    previous = {row.target_id: row.value for row in data.values_before}
+    progress = _progress(data, data.values, today, previous)
+    progress_before = _progress(data, data.values_before, before_day, {})
+
+    lines = _lines(
+        data, data.latest, progress=progress, now=now, today=today, silent_since=silent_since
+    )
+    lines_before = _lines(
+        data,
+        data.latest_before,
+        progress=progress_before,
+        now=since,
+        today=before_day,
+        silent_since=silent_since - week,
+    )
+
+    names = _department_names(data.assignments)
+    liaisons: dict[int, list[str]] = defaultdict(list)
+    for liaison in data.liaisons:
+        liaisons[liaison.department_id].append(liaison.full_name)
+    reporters: dict[int, list[str]] = defaultdict(list)
+    for report in data.week_reports:
+        if report.liaison_name not in reporters[report.department_id]:
+            reporters[report.department_id].append(report.liaison_name)
+
+    by_department: dict[int, list[TaskLine]] = defaultdict(list)
+    for (_task_id, department_id), line in lines.items():
+        by_department[department_id].append(line)
+    order = {department_id: index for index, department_id in enumerate(names)}
+    blocks = [
+        DepartmentBlock(
+            department_id=department_id,
+            name=names[department_id],
+            liaisons=tuple(liaisons[department_id]),
+            lines=tuple(sorted(department_lines, key=lambda line: URGENCY[line.light])),
+            reporters=tuple(reporters.get(department_id, ())),
+        )
+        for department_id, department_lines in by_department.items()
+    ]
+    blocks.sort(
+        key=lambda block: (
+            -block.counts.get(Light.RED, 0),
+            -block.counts.get(Light.YELLOW, 0),
+            order[block.department_id],
+        )
+    )
+
+    reported = tuple(
+        DepartmentContact(department_id, name, tuple(reporters[department_id]))
+        for department_id, name in names.items()
+        if reporters.get(department_id)
+    )
+    # Departments with every task done owe no reports.
+    finished = {
+        block.department_id
+        for block in blocks
+        if all(Reason.DONE in line.reasons for line in block.lines)
+    }
+    not_reported = tuple(
+        DepartmentContact(department_id, name, tuple(liaisons[department_id]))
+        for department_id, name in names.items()
+        if not reporters.get(department_id) and department_id not in finished
+    )
+
+    task_lights: dict[int, Light] = {}
+    for (task_id, _department_id), line in lines.items():
+        current = task_lights.get(task_id)
+        if current is None or URGENCY[line.light] < URGENCY[current]:
+            task_lights[task_id] = line.light
+
+    return WeeklySummary(
+        plan_id=data.plan.id,
+        plan_title=data.plan.title,
+        doc_number=data.plan.doc_number,
+        now=now,
+        since=since,
+        today=today,
+        task_count=len(task_lights),
+        task_lights=_count(task_lights.values()),
+        line_lights=_count(line.light for line in lines.values()),
+        departments=tuple(blocks),
+        reported=reported,
+        not_reported=not_reported,
+        overdue=_overdue(data, today),
+        targets=tuple(progress),
+        changes=_changes(data, lines, lines_before, progress, names),
+        delivery_issues=tuple(
+            DeliveryIssue(item.kind, item.recipient, item.task_code, item.reason)
+            for item in delivery_issues
+        ),
+    )
+
+
+def pace(
+    *,
+    goal: Decimal,
+    comparator: Comparator,
+    baseline: Decimal | None,
+    start: date | None,
+    deadline: date,
+    today: date,
+    value: Decimal | None,
+) -> tuple[Decimal | None, Decimal | None, Decimal | None, bool]:
+    """(percent, expected_percent, expected_value, behind) of one target on `today`."""
+    fraction = _elapsed(start, deadline, today)
+    growing = comparator in (Comparator.AT_LEAST, Comparator.MORE_THAN)
+    base = baseline if baseline is not None else Decimal(0)
+    span = goal - base if growing else base - goal
+    if (not growing and baseline is None) or span <= 0:
+        # A ceiling with nothing to come down from (or a goal not beyond its start): the share
+        # of the goal, behind only once on the wrong side of it.
+        percent = None if value is None or goal == 0 else value / goal * _HUNDRED
+        behind = value is not None and (value < goal if growing else value > goal)
+        return percent, None, None, behind
+    percent = None if value is None else (value - base if growing else base - value) / span * 100
+    if fraction is None:
+        return percent, None, None, False
+    expected_value = base + (goal - base) * fraction
+    behind = value is not None and (value < expected_value if growing else value > expected_value)
+    return percent, fraction * _HUNDRED, expected_value, behind
+
+
+def _elapsed(start: date | None, deadline: date, today: date) -> Decimal | None:
+    """Share of the time from `start` to `deadline` that has passed on `today` (0…1)."""
+    if start is None or deadline <= start:
+        return None
+    total = (deadline - start).days
+    done = min(max((today - start).days, 0), total)
+    return Decimal(done) / Decimal(total)
+
+
+def _task_heads(assignments: Sequence[AssignmentRow]) -> dict[int, AssignmentRow]:
+    heads: dict[int, AssignmentRow] = {}
+    for row in assignments:
+        heads.setdefault(row.task_id, row)
+    return heads
+
+
+def _department_names(assignments: Sequence[AssignmentRow]) -> dict[int, str]:
+    """Departments with active tasks, in order of first appearance in the plan."""
+    names: dict[int, str] = {}
+    for row in assignments:
+        names.setdefault(row.department_id, row.department_name)
+    return names
+
+
+def _progress(
+    data: SummaryData,
+    values: Sequence[ValueRow],
+    today: date,
+    previous: dict[int, Decimal],
+) -> list[TargetProgress]:
+    """Every goal and every target of a task with units, against the latest values given."""
+    heads = _task_heads(data.assignments)
+    latest = {row.target_id: row for row in values}
+    result = []
+    for target in data.targets:
+        head = heads.get(target.task_id) if target.task_id is not None else None
+        if target.task_id is not None and head is None:
+            continue  # a target of a task with no units: not in the summary
+        deadline = target.deadline or (head.deadline if head else data.plan.horizon)
+        reported = latest.get(target.id)
+        value = reported.value if reported else None
+        percent, expected_percent, expected_value, behind = pace(
+            goal=target.value,
+            comparator=target.comparator,
+            baseline=target.baseline,
+            start=data.plan.issued_on,
+            deadline=deadline,
+            today=today,
+            value=value,
+        )
+        result.append(
+            TargetProgress(
+                target_id=target.id,
+                task_id=target.task_id,
+                task_code=head.code if head else None,
+                metric=target.metric,
+                unit=target.unit,
+                goal=target.value,
+                comparator=target.comparator,
+                deadline=deadline,
+                baseline=target.baseline,
+                value=value,
+                previous_value=previous.get(target.id),
+                percent=percent,
+                expected_percent=expected_percent,
+                expected_value=expected_value,
+                behind=behind,
+            )
+        )
+    return result
+
+
+def _lines(
+    data: SummaryData,
+    reports: Sequence[ReportRow],
+    *,
+    progress: Sequence[TargetProgress],
+    now: datetime,
+    today: date,
+    silent_since: datetime,
+) -> dict[tuple[int, int], TaskLine]:
+    """Every (task, department) line as of `now`, given the latest reports as of then."""
+    latest = {(report.task_id, report.department_id): report for report in reports}
+    behind: dict[int, list[TargetProgress]] = defaultdict(list)
+    for item in progress:
+        if item.task_id is not None and item.behind:
+            behind[item.task_id].append(item)
+    units: dict[int, list[AssignmentRow]] = defaultdict(list)
+    for row in data.assignments:
+        units[row.task_id].append(row)
+
+    lines: dict[tuple[int, int], TaskLine] = {}
+    for task_id, rows in units.items():
+        deciders = [row for row in rows if row.role is Role.LEAD] or rows
+        task_done = all(
+            (report := latest.get((task_id, row.department_id))) is not None
+            and report.status is ReportStatus.DONE
+            for row in deciders
+        )
+        threshold = two_cycles_before(now, rows[0].cycle) if rows[0].cycle else silent_since
+        watched = data.plan.created_at <= threshold  # the bot was there for those cycles
+        for row in rows:
+            report = latest.get((task_id, row.department_id))
+            status = report.status if report else None
+            done = task_done or status is ReportStatus.DONE
+            silent = not done and watched and (report is None or report.created_at < threshold)
+            overdue = not done and row.deadline < today
+            late_targets = tuple(behind[task_id]) if row.role is Role.LEAD and not done else ()
+            reasons = [
+                reason
+                for reason, applies in (
+                    (Reason.OVERDUE, overdue),
+                    (Reason.BLOCKED, status is ReportStatus.BLOCKED),
+                    (Reason.SILENT, silent),
+                    (Reason.AT_RISK, status is ReportStatus.AT_RISK),
+                    (Reason.BEHIND_PACE, bool(late_targets)),
+                    (Reason.NO_REPORT, report is None and not silent and not done),
+                    (Reason.ON_TRACK, status is ReportStatus.ON_TRACK and not done),
+                    (Reason.DONE, done),
+                )
+                if applies
+            ]
+            lines[task_id, row.department_id] = TaskLine(
+                task_id=task_id,
+                code=row.code,
+                title=row.title,
+                role=row.role,
+                deadline=row.deadline,
+                light=min((REASON_LIGHT[r] for r in reasons), key=URGENCY.get),
+                reasons=tuple(reasons),
+                status=status,
+                reported_at=report.created_at if report else None,
+                overdue_days=(today - row.deadline).days if overdue else 0,
+                silent_days=(now - report.created_at).days if silent and report else None,
+                behind=late_targets,
+            )
+    return lines
+
+
+def _overdue(data: SummaryData, today: date) -> tuple[OverdueTask, ...]:
+    latest = {(report.task_id, report.department_id): report for report in data.latest}
+    units: dict[int, list[AssignmentRow]] = defaultdict(list)
+    for row in data.assignments:
+        units[row.task_id].append(row)
+    found = []
+    for task_id, rows in units.items():
+        head = rows[0]
+        if head.deadline >= today:
+            continue
+        deciders = [row for row in rows if row.role is Role.LEAD] or rows
+        done = all(
+            (report := latest.get((task_id, row.department_id))) is not None
+            and report.status is ReportStatus.DONE
+            for row in deciders
+        )
+        if not done:
+            found.append(
+                OverdueTask(
+                    task_id=task_id,
+                    code=head.code,
+                    title=head.title,
+                    deadline=head.deadline,
+                    days=(today - head.deadline).days,
+                    leads=tuple(row.department_name for row in deciders),
+                )
+            )
+    found.sort(key=lambda task: -task.days)  # stable: plan order among equals
+    return tuple(found)
+
+
+def _changes(
+    data: SummaryData,
+    lines: dict[tuple[int, int], TaskLine],
+    lines_before: dict[tuple[int, int], TaskLine],
+    progress: Sequence[TargetProgress],
+    names: dict[int, str],
+) -> Changes:
+    heads = _task_heads(data.assignments)
+    new_reports = tuple(
+        NewReport(
+            department=names.get(report.department_id, ""),
+            liaison=report.liaison_name,
+            code=heads[report.task_id].code,
+            title=heads[report.task_id].title,
+            status=report.status,
+            created_at=report.created_at,
+        )
+        for report in data.week_reports
+        if report.task_id in heads
+    )
+    before = {(r.task_id, r.department_id): r for r in data.latest_before}
+    status_changes = []
+    for report in data.latest:
+        key = (report.task_id, report.department_id)
+        old = before.get(key)
+        if old is not None and old.status is not report.status and key in lines:
+            status_changes.append(
+                StatusChange(
+                    department=names[report.department_id],
+                    code=lines[key].code,
+                    title=lines[key].title,
+                    before=old.status,
+                    after=report.status,
+                )
+            )
+    light_changes = [
+        LightChange(
+            department=names[key[1]],
+            code=line.code,
+            title=line.title,
+            before=lines_before[key].light,
+            after=line.light,
+        )
+        for key, line in lines.items()
+        if key in lines_before and lines_before[key].light is not line.light
+    ]
+    # Worse first (what turned red), then by how far it moved; plan order among equals.
+    light_changes.sort(key=lambda change: (URGENCY[change.after], -URGENCY[change.before]))
+    return Changes(
+        new_reports=new_reports,
+        status_changes=tuple(status_changes),
+        light_changes=tuple(light_changes),
+        target_changes=tuple(item for item in progress if item.changed),
+    )
+
+
+def _count(lights: Iterable[Light]) -> dict[Light, int]:
+    counts = dict.fromkeys(Light, 0)
+    for light in lights:
+        counts[light] += 1
+    return counts

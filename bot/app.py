@@ -38,11 +38,13 @@ from aiohttp import web
 
 from bot.commands import commands_for
 from bot.i18n import build_i18n
+from bot.messages import make_renderer
 from bot.onboarding import remember_bot_username
 from bot.people import Access
 from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers import build_routers
 from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware
+from jobs import setup_scheduling
 from storage.db import close_db, init_db
 from storage.onboarding import granted_coordinator_ids
 
@@ -122,6 +124,9 @@ def create_app(settings: Settings) -> tuple[Bot, Dispatcher]:
     bot = build_bot(settings)
     dispatcher = build_dispatcher(settings)
     dispatcher.startup.register(on_startup)
+    if settings.scheduling:
+        render = make_renderer(settings, dispatcher["i18n"])
+        setup_scheduling(dispatcher, bot, settings, render=render)
     return bot, dispatcher
 
 

@@ -1,4 +1,5 @@
-"""The `duban` command line: plan parsing and import, lookups, and (later) running the bot.
+"""The `duban` command line: plan parsing and import, lookups, invitations, schedules (preview,
+summary, working calendar) and running the bot.
 
 Every failure a user can cause ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -11,6 +12,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from pathlib import Path
 
 from bot import plan_report
@@ -121,6 +123,151 @@ async def _invite(department: str, days: int, as_lead: bool):
     return invitation, await known_bot_username()
 
 
+MAX_PREVIEW_DAYS = 366
+
+
+def cmd_preview(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    from bot.preview import preview
+
+    if not 1 <= args.days <= MAX_PREVIEW_DAYS:
+        raise CliError(f"--days: expected 1 to {MAX_PREVIEW_DAYS}, got {args.days}")
+    config = settings()
+    start = None
+    if args.start is not None:
+        start = args.start if args.start.tzinfo else args.start.replace(tzinfo=config.tz)
+    print(_run_with_db(config, _calendar_guard(preview(config, args.days, now=start))), end="")
+
+
+def cmd_summary(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    chart = Path(args.chart) if args.chart else None
+    if chart is not None and not chart.parent.is_dir():
+        raise CliError(f"--chart: {chart.parent} is not a directory")
+    config = settings()
+    text = _run_with_db(config, _summary(config, args.date, chart))
+    # Without the CJK font no chart is written; bot.summary_cli logs a warning saying so.
+    print(text, end="")
+
+
+async def _summary(config: Settings, day: date | None, chart: Path | None) -> str:
+    from bot.summary import WEEK
+    from bot.summary_cli import summary_for_cli, summary_moment
+    from storage.deliveries import delivery_issues_since
+
+    issues = await delivery_issues_since(summary_moment(day, config.tz) - WEEK)
+    try:
+        return await summary_for_cli(config, day, chart, delivery_issues=issues)
+    except OSError as exc:  # writing the chart
+        raise CliError(f"--chart: cannot write {chart}: {exc.strerror or exc}") from None
+
+
+def _iso_moment(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected YYYY-MM-DD or YYYY-MM-DDTHH:MM, got {text!r}"
+        ) from None
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def cmd_calendar_load(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    from bot.workcalendar import CalendarError, CalendarExtra
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CliError(f"{path}: is a directory, not a calendar file") from None
+    except PermissionError:
+        raise CliError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not UTF-8 text") from None
+    try:
+        extra = CalendarExtra.parse(text, source=str(path))
+    except CalendarError as exc:
+        raise CliError(str(exc)) from None
+    if not extra.years:
+        raise CliError(f"{path}: no 'year YYYY' line: the file declares no year")
+    years = _run_with_db(settings(), _save_calendar(extra))
+    holidays = sum(1 for kind in extra.days.values() if kind == "holiday")
+    workdays = len(extra.days) - holidays
+    print(
+        f"Loaded the working calendar for {', '.join(map(str, years))}: "
+        f"{holidays} holidays, {workdays} make-up working days (调休)."
+    )
+
+
+async def _save_calendar(extra):
+    from storage.schedule import save_calendar_extra
+
+    return await save_calendar_extra(extra)
+
+
+def cmd_calendar_show(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    from bot.workcalendar import WorkCalendar
+
+    if args.year is not None and not 2000 <= args.year <= 2100:
+        raise CliError(f"year: expected 2000 to 2100, got {args.year}")
+    config = settings()
+    extra = _run_with_db(config, _calendar_guard(_load_calendar_extra()))
+    package = WorkCalendar(use_package=True)
+    this_year = _today(config).year
+    years = [args.year] if args.year else _years_to_show(this_year, extra.years)
+    for year in years:
+        if year in extra.years:
+            source = "covered: loaded file (duban calendar load)"
+            if package.covers(year):
+                source += ", over the chinesecalendar package"
+        elif package.covers(year):
+            source = "covered: chinesecalendar package"
+        else:
+            source = (
+                "NOT covered: Monday to Friday assumed "
+                f"(load the State Council's schedule: duban calendar load FILE with 'year {year}')"
+            )
+        print(f"{year}: {source}")
+    if args.year and args.year in extra.years:
+        print()
+        print(extra.to_text(args.year), end="")
+
+
+async def _load_calendar_extra():
+    from storage.schedule import load_calendar_extra
+
+    return await load_calendar_extra()
+
+
+async def _calendar_guard(coroutine):
+    """A damaged stored calendar is one error line, not a traceback."""
+    from bot.workcalendar import CalendarError
+
+    try:
+        return await coroutine
+    except CalendarError as exc:
+        raise CliError(f"{exc} (load that year again: duban calendar load FILE)") from None
+    finally:
+        coroutine.close()
+
+
+def _today(config: Settings) -> date:
+    from datetime import UTC
+
+    return datetime.now(UTC).astimezone(config.tz).date()
+
+
+def _years_to_show(this_year: int, loaded: frozenset[int]) -> list[int]:
+    """This year to the plan's usual horizon (two years ahead), and every loaded year."""
+    return sorted({*range(this_year - 1, this_year + 3), *loaded})
+
+
 def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
     import logging
 
@@ -193,6 +340,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--lead", action="store_true", help="the invitee becomes the department's lead liaison"
     )
     invite.set_defaults(handler=cmd_invite)
+
+    preview = commands.add_parser(
+        "preview", help="list the sends planned in the next days (nothing is sent)"
+    )
+    preview.add_argument(
+        "--days", type=int, default=7, metavar="N", help="days ahead to list (default: 7)"
+    )
+    preview.add_argument(
+        "--from",
+        dest="start",
+        type=_iso_moment,
+        metavar="YYYY-MM-DD[THH:MM]",
+        help="start there (local time in TIMEZONE) instead of now",
+    )
+    preview.set_defaults(handler=cmd_preview)
+
+    summary = commands.add_parser("summary", help="print the weekly summary (nothing is sent)")
+    summary.add_argument(
+        "--date",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="the summary as of the end of that day (default: now)",
+    )
+    summary.add_argument("--chart", metavar="FILE", help="also write the chart as a PNG file")
+    summary.set_defaults(handler=cmd_summary)
+
+    calendar = commands.add_parser(
+        "calendar", help="China's working calendar: holidays and make-up working days (调休)"
+    )
+    calendar_commands = calendar.add_subparsers(
+        dest="calendar_command", required=True, metavar="ACTION"
+    )
+    calendar_load = calendar_commands.add_parser(
+        "load", help="store a year's holidays and make-up working days from a file"
+    )
+    calendar_load.add_argument(
+        "file", help="UTF-8 text: 'year 2027', then 'YYYY-MM-DD[..YYYY-MM-DD] holiday|workday'"
+    )
+    calendar_load.set_defaults(handler=cmd_calendar_load)
+    calendar_show = calendar_commands.add_parser(
+        "show", help="which years are covered (package or loaded file) and which are not"
+    )
+    calendar_show.add_argument(
+        "year", nargs="?", type=int, help="one year (its loaded days are listed too)"
+    )
+    calendar_show.set_defaults(handler=cmd_calendar_show)
 
     run = commands.add_parser("run", help="run the bot (long polling, or a webhook server)")
     run.set_defaults(handler=cmd_run)

@@ -18,10 +18,13 @@ class CommandSpec:
     access: Access = Access.GUEST
     in_groups: bool = True
     liaison_only: bool = False  # /report: coordinators look, liaisons report
+    not_for_liaisons: bool = False  # /summary: the coordination view (coordinators, observers)
 
     def allowed(self, access: Access) -> bool:
         if self.liaison_only:
             return access is Access.LIAISON
+        if self.not_for_liaisons and access is Access.LIAISON:
+            return False
         return _RANK[access] >= _RANK[self.access]
 
 
@@ -33,6 +36,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("dept", __("Find a department: /dept NAME"), Access.OBSERVER),
     CommandSpec("overdue", __("Tasks past their deadline"), Access.OBSERVER),
     CommandSpec("report", __("Report progress on a task"), in_groups=False, liaison_only=True),
+    CommandSpec("summary", __("The weekly summary, now"), Access.OBSERVER, not_for_liaisons=True),
     CommandSpec("invite", __("Invite a liaison: /invite DEPARTMENT"), Access.COORDINATOR, False),
     CommandSpec("grant", __("Make someone a coordinator: /grant USER_ID"), Access.COORDINATOR),
     CommandSpec("revoke", __("Take coordinator rights back: /revoke USER_ID"), Access.COORDINATOR),

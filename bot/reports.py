@@ -34,6 +34,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from bot.schedule import ScheduleConfig, report_cycle_key, rule_for
+from storage.reports import cycle_inputs
+from storage.schedule import load_work_calendar
+
 MAX_TEXT = 4000  # characters stored per report (Telegram's own limit is 4096 per message)
 MAX_ATTACHMENTS = 10
 MAX_QUESTIONS = 3
@@ -359,7 +363,23 @@ def change_deadline(created_at: datetime) -> datetime:
 
 
 def cycle_key(now: datetime, tz: ZoneInfo) -> str:
-    """The reporting cycle a report made at `now` answers: the month in the plan's timezone."""
+    """The calendar month of `now` in the plan's timezone (no longer what reports store: see
+    `report_cycle`, which follows the task's reporting rule like the scheduler)."""
     if now.tzinfo is None:
         raise ValueError("cycle_key needs an aware datetime")
     return now.astimezone(tz).strftime("%Y-%m")
+
+
+async def report_cycle(task_id: int, department_id: int, now: datetime, settings: object) -> str:
+    """The cycle a report made at `now` answers, by the task's reporting rule — the same key
+    the scheduler's prompts, nudges and escalations use (bot.schedule.report_cycle_key): the
+    previous cycle while it is unanswered and not yet escalated, else the current one."""
+    config = ScheduleConfig.from_settings(settings)
+    task_rule, plan_rule, answered = await cycle_inputs(task_id, department_id)
+    return report_cycle_key(
+        rule_for(task_rule, plan_rule, config),
+        now,
+        answered,
+        calendar=await load_work_calendar(),
+        config=config,
+    )

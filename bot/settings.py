@@ -11,7 +11,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite://data/duban.sqlite3"
@@ -41,6 +41,30 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
+    # Scheduled prompts, reminders, nudges and summaries; off only for tests of other features
+    # (their fixtures must not depend on which day the suite runs).
+    scheduling: bool = True
+
+    # Scheduling (bot.schedule.ScheduleConfig.from_settings reads these), in `timezone`.
+    # quiet_hours comes before send_time and summary_time: their check reads it.
+    quiet_hours: str = "21:00-08:00"  # sends falling here move to the next working morning
+    send_time: str = "09:00"  # prompts, reminders, nudges, escalations
+    reminder_days: str = "30,7,1"  # days before a deadline (plus on the day and overdue)
+    max_nudges: int = Field(default=3, ge=0, le=10)  # then the department is escalated
+    summary_weekday: str = "MO"
+    summary_time: str = "09:00"
+    default_reporting_rule: str = "monthly:20:25"  # when the plan names no cycle
+    report_roles: str = "lead,support"  # who is prompted
+    planning_horizon_days: int = Field(default=2, ge=1, le=31)  # sends written ahead
+    # Sending (bot.delivery.SenderLimits.from_settings): below Telegram's limits.
+    # Rates are not capped here: a local Bot API server or the emulator may allow more.
+    send_rate_per_second: float = Field(default=25.0, gt=0)  # Telegram: about 30 overall
+    send_per_chat_per_second: float = Field(default=1.0, gt=0)  # Telegram: about 1 per chat
+    send_per_group_per_minute: float = Field(default=18.0, gt=0)  # Telegram: 20 per group
+    send_max_in_flight: int = Field(default=16, ge=1, le=256)
+    send_max_attempts: int = Field(default=5, ge=1, le=100)
+    send_backoff_seconds: float = Field(default=5.0, ge=0, le=3600)
+    send_staleness_hours: float = Field(default=24.0, gt=0, le=24 * 30)
 
     @field_validator(
         "bot_token", "coordinator_chat_id", "webhook_url", "webhook_secret", mode="before"
@@ -121,6 +145,65 @@ class Settings(BaseSettings):
                 )
             return tuple(int(item) for item in items)
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        from bot.schedule import parse_quiet_hours  # noqa: PLC0415 - keep settings light
+
+        start, end = parse_quiet_hours(value)
+        if start == end:
+            raise ValueError(f"quiet hours start and end at the same time: {value!r}")
+        return f"{start:%H:%M}-{end:%H:%M}"
+
+    @field_validator("send_time", "summary_time")
+    @classmethod
+    def _check_clock(cls, value: str, info: ValidationInfo) -> str:
+        from bot.schedule import parse_clock, parse_quiet_hours  # noqa: PLC0415
+
+        clock = parse_clock(value)
+        quiet = info.data.get("quiet_hours")
+        if quiet is not None:
+            start, end = parse_quiet_hours(quiet)
+            inside = start <= clock < end if start <= end else clock >= start or clock < end
+            if inside:
+                raise ValueError(f"{clock:%H:%M} falls in QUIET_HOURS {quiet}")
+        return f"{clock:%H:%M}"
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _check_reminder_days(cls, value: str) -> str:
+        from bot.schedule import parse_days  # noqa: PLC0415
+
+        return ",".join(str(day) for day in parse_days(value))
+
+    @field_validator("summary_weekday")
+    @classmethod
+    def _check_weekday(cls, value: str) -> str:
+        from bot.schedule import WEEKDAYS  # noqa: PLC0415
+
+        code = value.strip().upper()
+        if code not in WEEKDAYS:
+            raise ValueError(f"expected one of {', '.join(WEEKDAYS)}, got {value!r}")
+        return code
+
+    @field_validator("default_reporting_rule")
+    @classmethod
+    def _check_rule(cls, value: str) -> str:
+        from bot.schedule import ReportingRule  # noqa: PLC0415
+
+        if not value.strip():
+            raise ValueError("empty: use e.g. monthly:20:25, weekly:MO:FR or RRULE:...")
+        ReportingRule.parse(value)  # RuleError is a ValueError with a one-line message
+        return value.strip()
+
+    @field_validator("report_roles")
+    @classmethod
+    def _check_roles(cls, value: str) -> str:
+        from bot.schedule import parse_roles  # noqa: PLC0415
+
+        roles = parse_roles(value)
+        return ",".join(role for role in ("lead", "support") if role in roles)
 
     @property
     def tz(self) -> ZoneInfo:

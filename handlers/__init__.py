@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import common, fallback, lookup, onboarding, reports
+from handlers import common, fallback, lookup, onboarding, reports, summary
 
 
 def build_routers() -> list[Router]:
@@ -17,5 +17,6 @@ def build_routers() -> list[Router]:
         common.build_router(),
         lookup.build_router(),
         reports.build_router(),
+        summary.build_router(),
         fallback.build_router(),
     ]

@@ -59,13 +59,13 @@ from bot.reports import (
     can_change,
     change_deadline,
     compose_text,
-    cycle_key,
     excerpt,
     format_value,
     merge_values,
     question_from_data,
     question_to_data,
     recognise_values,
+    report_cycle,
     stored_values,
     text_too_long,
     value_from_data,
@@ -943,7 +943,10 @@ async def confirm(
     settings: Settings,
     i18n: I18n,
     actor: Actor | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
+    """Store the report. `clock` (workflow data, aware UTC) names the moment, and so the cycle
+    the report answers; tests inject virtual time with it."""
     data = await _flow_matches(callback, state, callback_data.flow)
     if data is None:
         return
@@ -955,7 +958,7 @@ async def confirm(
     if task is None:
         await state.clear()
         return
-    now = datetime.now(UTC)
+    now = clock() if clock is not None else datetime.now(UTC)
     status = ReportStatus(data.get("status") or ReportStatus.ON_TRACK)
     values = stored_values(value_from_data(item) for item in data.get("values", []))
     text = compose_text(data.get("texts", [])) or (data.get("old_text") or "")
@@ -980,7 +983,7 @@ async def confirm(
             attachments=list(data.get("attachments", [])),
             chat_id=callback.message.chat.id if callback.message else callback.from_user.id,
             message_id=data.get("text_message_id"),
-            cycle_key=cycle_key(now, settings.tz),
+            cycle_key=await report_cycle(task.id, actor.department_id, now, settings),
         )
     )
     if report is None:  # the same report arrived twice: the first one is stored

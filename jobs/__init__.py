@@ -13,7 +13,9 @@ The scheduler and the sender reach handlers as workflow data: `dp["scheduler"]`,
 The planner is bot.schedule.plan_sends over the database (`jobs.planning.schedule_planner`) unless
 `planner=` or `dp["delivery_planner"]` says otherwise. A renderer (`render=` or
 `dp["delivery_render"]`) turns a ledger row into messages; without one the sender does not start
-and rows wait in the ledger (nothing is lost; past the staleness window they expire).
+and rows wait in the ledger (nothing is lost; past the staleness window they expire). A clock and
+a sleep for the sender (virtual time in end-to-end tests) come from `clock=`/`sleep=` or
+`dp["delivery_clock"]`/`dp["delivery_sleep"]`.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def setup_scheduling(
             or dispatcher.workflow_data.get("delivery_planner")
             or schedule_planner(settings),
             limits=limits or SenderLimits.from_settings(settings),
-            clock=clock,
-            sleep=sleep,
+            clock=clock or dispatcher.workflow_data.get("delivery_clock"),
+            sleep=sleep or dispatcher.workflow_data.get("delivery_sleep"),
         )
         state["runtime"] = runtime
 
@@ -147,6 +149,10 @@ async def _start(
 
 
 async def _stop(runtime: Runtime) -> None:
+    if runtime.scheduler.running:
+        runtime.scheduler.pause()  # no new job runs; those under way finish (no cancelled query)
+    if runtime.busy:
+        await asyncio.wait(set(runtime.busy), timeout=_SHUTDOWN_GRACE_SECONDS)
     runtime.stop.set()
     task = runtime.sender_task
     if task is not None:

@@ -41,6 +41,8 @@ class Runtime:
     coordination_chat: ChatLookup
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     sender_task: asyncio.Task[None] | None = None
+    # Job runs under way (planning): shutdown lets them finish instead of cancelling them.
+    busy: set[asyncio.Task[object]] = field(default_factory=set)
 
 
 _RUNTIMES: dict[str, Runtime] = {}

@@ -310,3 +310,21 @@ async def lead_liaisons(task_id: int) -> list[Recipient]:
         )
         for liaison in liaisons
     ]
+
+
+async def cycle_inputs(task_id: int, department_id: int) -> tuple[str | None, str | None, set[str]]:
+    """What names the cycle a new report answers: the task's rule (Task.cycle), its plan's
+    (Plan.default_cycle), and the cycle keys the department has already answered on it."""
+    rules = await Task.filter(id=task_id).values_list("cycle", "plan__default_cycle")
+    task_rule, plan_rule = rules[0] if rules else (None, None)
+    answered = (
+        await Report.filter(
+            task_id=task_id,
+            department_id=department_id,
+            withdrawn_at__isnull=True,
+            cycle_key__isnull=False,
+        )
+        .distinct()
+        .values_list("cycle_key", flat=True)
+    )
+    return task_rule, plan_rule, {str(key) for key in answered}

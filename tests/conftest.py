@@ -33,6 +33,10 @@ from bot.plan_model import (
 )
 from storage.db import close_db, init_db
 
+# The scheduler plans real sends for today's date; tests of other features must not receive
+# prompts on some weekdays and not on others. Scheduling tests pass scheduling=True explicitly.
+os.environ.setdefault("SCHEDULING", "false")
+
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 _unreachable: dict[str, str] = {}  # server URL -> reason, so later tests skip without waiting
 

@@ -33,6 +33,7 @@ async def _start_duban(tg: TelegramEmulator, tmp_path: Path, **extra_env: str):
         "TELEGRAM_API_URL": tg.base_url,
         "DATABASE_URL": f"sqlite://{tmp_path / 'data' / 'duban.sqlite3'}",
         "ADMIN_IDS": str(ADMIN),
+        "SCHEDULING": "true",  # the real thing, scheduler and sender included (no plan: no sends)
         **extra_env,
     }
     return await asyncio.create_subprocess_exec(

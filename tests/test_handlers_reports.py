@@ -32,7 +32,9 @@ from bot.app import build_dispatcher
 from bot.i18n import build_i18n
 from bot.plan_model import Role
 from bot.plan_parser import parse_plan
+from bot.schedule import report_cycle_key, rule_for
 from bot.settings import load_settings
+from bot.workcalendar import WorkCalendar
 from handlers.reports import (
     PAGE_SIZE,
     ReportFlow,
@@ -295,7 +297,10 @@ async def test_a_support_unit_reports_and_the_lead_is_told(plan, dispatcher, bot
     assert [value["value"] for value in report.values] == ["6200", "45"]
     assert report.attachments == [{"kind": "photo", "file_id": "big"}]
     assert report.chat_id == LAND and report.message_id == text_update.message.message_id
-    assert report.cycle_key == datetime.now(UTC).astimezone(load_settings().tz).strftime("%Y-%m")
+    # The cycle of the task's reporting rule (monthly:20:25 by default), as the scheduler keys it.
+    assert report.cycle_key == report_cycle_key(
+        rule_for(None, None), report.created_at, calendar=WorkCalendar()
+    )
     assert "<script>" in report.text  # stored as written, escaped only when shown
     # The lead department's liaison (县建设局) is told, with the text escaped.
     notices = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]

@@ -283,6 +283,23 @@ def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None
         raise CliError(str(exc)) from None
 
 
+def cmd_demo(args: argparse.Namespace, _settings: Callable[[], Settings]) -> None:
+    import logging
+    import time
+
+    started = time.perf_counter()  # aiogram alone takes seconds to import: count it
+    from bot.demo import run_demo
+
+    # The transcript is the output; the bot's own warnings (a missed job, an unknown year in the
+    # working calendar) would only interleave with it.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    out = Path(args.out) if args.out else None
+    try:
+        asyncio.run(run_demo(args.lang, out, started=started))
+    except OSError as exc:
+        raise CliError(f"demo failed ({type(exc).__name__}: {exc})") from None
+
+
 def _run_with_db(settings: Settings, coroutine):
     """Open the database, run one storage coroutine, and always close the database again."""
     from storage.db import close_db, init_db
@@ -389,6 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the bot (long polling, or a webhook server)")
     run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser(
+        "demo", help="play a simulated month against a local emulator (no token, no network)"
+    )
+    demo.add_argument("--lang", choices=("zh", "en"), default="zh", help="transcript language")
+    demo.add_argument("--out", metavar="DIR", help="output folder (default ./demo-output-<time>)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 

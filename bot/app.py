@@ -24,8 +24,9 @@ from aiogram.exceptions import (
     TelegramNetworkError,
     TelegramUnauthorizedError,
 )
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
+from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import (
     BotCommand,
     BotCommandScopeAllGroupChats,
@@ -35,6 +36,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import I18n
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from bot.commands import commands_for
 from bot.i18n import build_i18n
@@ -74,11 +76,41 @@ def build_dispatcher(
 ) -> Dispatcher:
     """A dispatcher with every router and middleware; dependencies travel as workflow data."""
     i18n = i18n or build_i18n(settings.default_locale)
-    dispatcher = Dispatcher(storage=storage or MemoryStorage(), settings=settings, i18n=i18n)
+    storage = storage or build_fsm_storage(settings)
+    dispatcher = Dispatcher(
+        storage=storage,
+        events_isolation=_events_isolation(storage),
+        settings=settings,
+        i18n=i18n,
+    )
     dispatcher.update.outer_middleware(ActorMiddleware(settings.admin_ids))
     ActorI18nMiddleware(i18n).setup(dispatcher)
     dispatcher.include_routers(*build_routers())
     return dispatcher
+
+
+FSM_KEY_PREFIX = "duban"  # Redis keys: duban:BOT_ID:CHAT_ID:USER_ID:state|data|lock
+
+
+def build_fsm_storage(settings: Settings) -> BaseStorage:
+    """Conversation state: in Redis when REDIS_URL is set (it survives a restart), else in memory.
+
+    The dispatcher closes it on shutdown (aiogram registers `fsm.close` as a shutdown hook).
+    Connecting is lazy: `duban run` pings Redis at start and stops with one line if it is down.
+    """
+    if settings.redis_url:
+        return RedisStorage.from_url(
+            settings.redis_url, key_builder=DefaultKeyBuilder(prefix=FSM_KEY_PREFIX)
+        )
+    return MemoryStorage()
+
+
+def _events_isolation(storage: BaseStorage) -> BaseEventIsolation:
+    """One user's updates are handled one at a time (an album's photos must not race on the
+    draft): a Redis lock beside Redis storage, so it holds across processes; else in memory."""
+    if isinstance(storage, RedisStorage):
+        return storage.create_isolation()
+    return SimpleEventIsolation()
 
 
 async def set_command_menus(
@@ -139,6 +171,7 @@ async def run(settings: Settings) -> None:
     bot, dispatcher = create_app(settings)
     await init_db(settings.database_url)
     try:
+        await _check_redis(dispatcher)
         await _check_telegram(bot, settings)
         if settings.webhook_url:
             await _run_webhook(bot, dispatcher, settings)
@@ -149,6 +182,23 @@ async def run(settings: Settings) -> None:
     finally:
         await bot.session.close()
         await close_db()
+
+
+class RedisUnreachableError(TelegramUnreachableError):
+    """REDIS_URL is set but Redis does not answer at start-up (`duban run` prints one line)."""
+
+
+async def _check_redis(dispatcher: Dispatcher) -> None:
+    storage = dispatcher.fsm.storage
+    if not isinstance(storage, RedisStorage):
+        return
+    try:
+        await storage.redis.ping()
+    except (OSError, RedisError) as exc:
+        await storage.close()
+        raise RedisUnreachableError(
+            f"REDIS_URL is set but Redis does not answer ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 async def _check_telegram(bot: Bot, settings: Settings) -> None:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite://data/duban.sqlite3"
 SUPPORTED_LOCALES = ("zh", "en")
 _DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "asyncpg", "psycopg")
+_REDIS_SCHEMES = ("redis", "rediss")
 
 
 class ConfigError(Exception):
@@ -31,6 +32,9 @@ class Settings(BaseSettings):
     bot_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
     database_url: str = DEFAULT_DATABASE_URL
+    # Conversation (FSM) state in Redis, so a restart does not lose a half-written report;
+    # in memory when unset.
+    redis_url: str | None = None
     timezone: str = "Asia/Shanghai"
     default_locale: str = "zh"
     admin_ids: Annotated[tuple[int, ...], NoDecode] = Field(default=())
@@ -67,7 +71,12 @@ class Settings(BaseSettings):
     send_staleness_hours: float = Field(default=24.0, gt=0, le=24 * 30)
 
     @field_validator(
-        "bot_token", "coordinator_chat_id", "webhook_url", "webhook_secret", mode="before"
+        "bot_token",
+        "coordinator_chat_id",
+        "webhook_url",
+        "webhook_secret",
+        "redis_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -113,6 +122,30 @@ class Settings(BaseSettings):
             )
         if scheme != "sqlite" and not urlsplit(value).hostname:
             raise ValueError("the database URL names no host")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in _REDIS_SCHEMES:
+            # The value is not echoed: a Redis URL may carry a password.
+            raise ValueError(
+                f"expected redis://[:PASSWORD@]HOST:PORT/DB or rediss://... "
+                f"(scheme {scheme or 'missing'!r} is not supported)"
+            )
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError("the Redis URL has a malformed host or port") from None
+        if not parts.hostname:
+            raise ValueError("the Redis URL names no host")
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError(f"the Redis database must be a number, got {database!r}")
         return value
 
     @field_validator("timezone")

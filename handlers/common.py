@@ -33,18 +33,30 @@ def help_text(actor: Actor, *, in_group: bool) -> str:
     return "\n".join(lines)
 
 
-async def start(message: Message, actor: Actor) -> None:
+def _or_guest(actor: Actor | None, message: Message) -> Actor:
+    """The actor, or a guest for a sender that is no person (an anonymous group admin posts as
+    GroupAnonymousBot; ActorMiddleware resolves people only)."""
+    if actor is not None:
+        return actor
+    sender = message.from_user or message.sender_chat or message.chat
+    return Actor(user_id=sender.id, full_name=sender.full_name or "", access=Access.GUEST)
+
+
+async def start(message: Message, actor: Actor | None = None) -> None:
+    actor = _or_guest(actor, message)
     greeting = _("Hello, {name}!").format(name=quote(actor.full_name))
     await message.answer(
         greeting + "\n\n" + help_text(actor, in_group=message.chat.type != "private")
     )
 
 
-async def show_help(message: Message, actor: Actor) -> None:
+async def show_help(message: Message, actor: Actor | None = None) -> None:
+    actor = _or_guest(actor, message)
     await message.answer(help_text(actor, in_group=message.chat.type != "private"))
 
 
-async def whoami(message: Message, actor: Actor) -> None:
+async def whoami(message: Message, actor: Actor | None = None) -> None:
+    actor = _or_guest(actor, message)
     lines = [
         _("Name: {name}").format(name=quote(actor.full_name)),
         _("Telegram id: <code>{id}</code>").format(id=actor.user_id),
@@ -56,9 +68,11 @@ async def whoami(message: Message, actor: Actor) -> None:
 
 
 async def choose_language(
-    message: Message, command: CommandObject, actor: Actor, i18n: I18n
+    message: Message, command: CommandObject, i18n: I18n, actor: Actor | None = None
 ) -> None:
     choice = (command.args or "").strip().lower()
+    if actor is None:  # no person to remember a language for (an anonymous group admin): silence
+        return
     if choice not in SUPPORTED_LOCALES:
         await message.answer(_("Usage: /lang zh or /lang en"))
         return

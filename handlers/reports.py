@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from aiogram import BaseMiddleware, Bot, F, Router
 from aiogram.exceptions import (
@@ -48,6 +48,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, Telegram
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
+from pydantic import Field
 
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
@@ -122,41 +123,46 @@ class Manage(StrEnum):
     KEEP = "keep"
 
 
+# Ids and pages in callback data: forged data with a number no row can have (past int32,
+# the database's id range) fails to unpack and reaches the stale-button fallback.
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+
 class PromptCb(CallbackData, prefix="r1"):
     """A status button under a prompt: names the task (checked on every press)."""
 
-    task_id: int
+    task_id: Int32
     status: ReportStatus
 
 
 class TaskCb(CallbackData, prefix="r2"):
-    flow: int
-    task_id: int
+    flow: Int32
+    task_id: Int32
 
 
 class PageCb(CallbackData, prefix="r3"):
-    flow: int
-    page: int
+    flow: Int32
+    page: Int32
 
 
 class StatusCb(CallbackData, prefix="r4"):
-    flow: int
+    flow: Int32
     status: ReportStatus
 
 
 class StepCb(CallbackData, prefix="r5"):
-    flow: int
+    flow: Int32
     action: Step
 
 
 class ChoiceCb(CallbackData, prefix="r6"):
-    flow: int
-    step: int  # which question (0, 1, …): a repeated press cannot answer the next one
-    index: int
+    flow: Int32
+    step: Int32  # which question (0, 1, …): a repeated press cannot answer the next one
+    index: Int32
 
 
 class ManageCb(CallbackData, prefix="r7"):
-    report_id: int
+    report_id: Int32
     action: Manage
 
 

@@ -1,24 +1,39 @@
-"""Shared fixtures: an initialised database on SQLite and on PostgreSQL, and a sample plan.
+"""Shared fixtures: an initialised database on SQLite and on PostgreSQL, Redis, and a sample plan.
 
 PostgreSQL tests carry the `postgres` marker (`pytest -m postgres`, `pytest -m "not postgres"`).
 They run against DUBAN_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 each in a fresh database that is dropped afterwards. An unreachable server skips them, with the
 reason in the summary, unless DUBAN_REQUIRE_POSTGRES=1 (CI), which turns that into a failure.
+
+DUBAN_TEST_DATABASE picks the dialect of the whole run: unset or `sqlite`, the `db` fixture runs
+each test on SQLite and on PostgreSQL and the other tests use SQLite; `postgres`, every test runs
+on PostgreSQL only (`db`, `database_url`, and `ONE_DIALECT`), except the few that test SQLite
+itself (they ask for it by name). CI runs the suite once each way.
+
+Redis tests use the `redis_url` fixture: DUBAN_TEST_REDIS_URL (default redis://127.0.0.1:6379/15,
+a database number of its own, flushed after each test). Unreachable: skipped, unless
+DUBAN_REQUIRE_REDIS=1, which turns that into a failure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, closing
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from bot.plan_model import (
     Comparator,
@@ -38,9 +53,32 @@ from storage.db import close_db, init_db
 os.environ.setdefault("SCHEDULING", "false")
 
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 _unreachable: dict[str, str] = {}  # server URL -> reason, so later tests skip without waiting
 
 DatabaseFactory = Callable[[], Awaitable[str]]
+
+TEST_DATABASE = os.environ.get("DUBAN_TEST_DATABASE") or "sqlite"
+if TEST_DATABASE not in ("sqlite", "postgres"):
+    raise pytest.UsageError(
+        f"DUBAN_TEST_DATABASE: expected sqlite or postgres, got {TEST_DATABASE!r}"
+    )
+_POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+# The `db` fixture's dialects: both by default, PostgreSQL alone in the PostgreSQL run.
+_DIALECTS = ["sqlite", _POSTGRES] if TEST_DATABASE == "sqlite" else [_POSTGRES]
+# For tests too slow to run twice: the run's dialect only (SQLite, or PostgreSQL in that run).
+ONE_DIALECT = pytest.mark.parametrize(
+    "database_factory", ["sqlite" if TEST_DATABASE == "sqlite" else _POSTGRES], indirect=True
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In the PostgreSQL run, tests on `database_url` run on PostgreSQL: mark them so."""
+    if TEST_DATABASE != "postgres":
+        return
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
 
 
 def _redacted(url: str) -> str:
@@ -55,9 +93,9 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("DUBAN_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"{reason} (DUBAN_REQUIRE_POSTGRES=1)", pytrace=False)
+def _skip_or_fail(reason: str, required_by: str = "DUBAN_REQUIRE_POSTGRES") -> None:
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{reason} ({required_by}=1)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -76,12 +114,10 @@ async def _connect_server(server: str) -> asyncpg.Connection:
         raise  # not reached: skip and fail raise
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_factory(
-    request: pytest.FixtureRequest, tmp_path
-) -> AsyncIterator[DatabaseFactory]:
-    """An async function returning the URL of a new, empty database of the parametrised dialect."""
-    if request.param == "sqlite":
+@asynccontextmanager
+async def _databases(dialect: str, tmp_path: Path) -> AsyncIterator[DatabaseFactory]:
+    """A factory of new, empty databases of `dialect`; PostgreSQL ones are dropped at the end."""
+    if dialect == "sqlite":
         counter = itertools.count()
 
         async def new_sqlite() -> str:
@@ -109,6 +145,24 @@ async def database_factory(
         await admin.close()
 
 
+@pytest.fixture(params=_DIALECTS)
+async def database_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[DatabaseFactory]:
+    """An async function returning the URL of a new, empty database of the parametrised dialect."""
+    async with _databases(request.param, tmp_path) as factory:
+        yield factory
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a new, empty, uninitialised database of the run's dialect (DUBAN_TEST_DATABASE):
+    a SQLite file under tmp_path (its folder not created yet), or a fresh PostgreSQL database.
+    For tests that open the database themselves (`duban run`, `init_db` in their own fixture)."""
+    async with _databases(TEST_DATABASE, tmp_path) as factory:
+        yield await factory()
+
+
 @pytest.fixture
 async def db(database_factory: DatabaseFactory) -> AsyncIterator[str]:
     """An initialised database (migrations applied); yields its URL."""
@@ -118,6 +172,45 @@ async def db(database_factory: DatabaseFactory) -> AsyncIterator[str]:
         yield url
     finally:
         await close_db()
+
+
+def fetch_rows(url: str, sql: str) -> list[tuple]:
+    """Rows of `sql` on the database at `url` (SQLite or PostgreSQL), from a synchronous test."""
+    if url.startswith("sqlite://"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite://"))) as connection:
+            return connection.execute(sql).fetchall()
+
+    async def fetch() -> list[tuple]:
+        connection = await asyncpg.connect(url)
+        try:
+            return [tuple(row) for row in await connection.fetch(sql)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A Redis database for the test (DUBAN_TEST_REDIS_URL), emptied before and after it."""
+    url = os.environ.get("DUBAN_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    if url in _unreachable:
+        _skip_or_fail(_unreachable[url], "DUBAN_REQUIRE_REDIS")
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        try:
+            await client.flushdb()
+        except (OSError, RedisError) as exc:
+            reason = (
+                f"Redis not reachable at {_redacted(url)} ({type(exc).__name__}: {exc}); "
+                "set DUBAN_TEST_REDIS_URL"
+            )
+            _unreachable[url] = reason
+            _skip_or_fail(reason, "DUBAN_REQUIRE_REDIS")
+        yield url
+        await client.flushdb()
+    finally:
+        await client.aclose()
 
 
 # A plan modelled on examples/changxing-2023-65.txt, shortened.
@@ -252,3 +345,18 @@ def build_revised_plan() -> ParsedPlan:
 @pytest.fixture
 def revised_plan() -> ParsedPlan:
     return build_revised_plan()
+
+
+# Hypothesis profiles for the property-based suites (tests/test_bad_input.py): "ci", a few dozen
+# examples, is the default; "long" runs 10,000. Choose with `pytest --hypothesis-profile=long` or
+# DUBAN_HYPOTHESIS_PROFILE=long.
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # hypothesis is a dev extra; suites that need it import it themselves
+    pass
+else:
+    _hypothesis_settings.register_profile("ci", max_examples=40, deadline=None)
+    _hypothesis_settings.register_profile(
+        "long", max_examples=10_000, deadline=None, print_blob=True
+    )
+    _hypothesis_settings.load_profile(os.environ.get("DUBAN_HYPOTHESIS_PROFILE", "ci"))

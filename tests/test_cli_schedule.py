@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
-from contextlib import closing
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from bot.chart import font_path
 from bot.cli import main
 from bot.workcalendar import WorkCalendar
+from tests.conftest import fetch_rows
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "changxing-2023-65.txt"
 _DAY = re.compile(r"^(\d{4}-\d{2}-\d{2}) ")
@@ -28,16 +27,15 @@ year 2027
 
 
 @pytest.fixture
-def database(tmp_path, monkeypatch) -> Path:
-    path = tmp_path / "data" / "duban.sqlite3"
-    monkeypatch.setenv("DATABASE_URL", f"sqlite://{path}")
+def database(database_url, tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", database_url)  # PostgreSQL with DUBAN_TEST_DATABASE=postgres
     monkeypatch.setenv("TIMEZONE", "Asia/Shanghai")
     monkeypatch.chdir(tmp_path)  # no stray .env is read from the repository
-    return path
+    return database_url
 
 
 @pytest.fixture
-def imported(database, capsys) -> Path:
+def imported(database, capsys) -> str:
     assert main(["plan", "import", str(EXAMPLE)]) == 0
     capsys.readouterr()
     return database
@@ -97,8 +95,7 @@ def test_preview_uses_the_configured_send_time(capsys, imported, monkeypatch):
 
 def test_preview_stores_and_sends_nothing(capsys, imported):
     assert run(capsys, "preview", "--days", "40", "--from", "2026-09-10")[0] == 0
-    with closing(sqlite3.connect(imported)) as connection:
-        assert connection.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
+    assert fetch_rows(imported, "SELECT count(*) FROM deliveries") == [(0,)]
     code, out, _ = run(capsys, "preview", "--days", "40", "--from", "2026-09-10")
     assert code == 0
     assert "进度提示 prompt" in out  # the same plan again: nothing was marked as done

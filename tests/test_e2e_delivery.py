@@ -12,7 +12,6 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from aiogram import Dispatcher
 
 from bot.delivery import Sender, SenderLimits
@@ -26,11 +25,12 @@ from storage import deliveries as ledger
 from storage.deliveries import DeliveryKind, DeliveryStatus, NewDelivery
 from storage.models import Delivery, Department, Liaison
 from storage.onboarding import COORDINATION_CHAT_KEY, set_setting
+from tests.conftest import ONE_DIALECT
 from tests.delivery_support import VirtualClock, render_text, rows, sent_keys, statuses
 from tests.emulator_fixtures import bot_fixture, close_bot, make_bot, tg_fixture  # noqa: F401
 
 TZ = ZoneInfo("Asia/Shanghai")
-SQLITE = pytest.mark.parametrize("database_factory", ["sqlite"], indirect=True)
+SQLITE = ONE_DIALECT  # once: SQLite, or PostgreSQL in the PostgreSQL run
 
 
 def settings_for(tg: TelegramEmulator, db: str, **extra: object) -> Settings:

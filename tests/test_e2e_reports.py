@@ -31,9 +31,9 @@ LAND_EN = 3003  # its English-speaking deputy
 
 
 @pytest.fixture
-async def database(tmp_path) -> AsyncIterator[str]:
-    """SQLite only: the PostgreSQL paths are covered by the handler tests."""
-    url = f"sqlite://{tmp_path / 'db' / 'duban.sqlite3'}"
+async def database(database_url: str) -> AsyncIterator[str]:
+    """SQLite, or PostgreSQL in the PostgreSQL run (DUBAN_TEST_DATABASE=postgres)."""
+    url = database_url
     await init_db(url)
     try:
         yield url

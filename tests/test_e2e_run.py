@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from bot.telegram_emulator import TelegramEmulator
@@ -26,12 +27,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def _start_duban(tg: TelegramEmulator, tmp_path: Path, **extra_env: str):
+async def _start_duban(tg: TelegramEmulator, tmp_path: Path, database: str, **extra_env: str):
     env = {
         **os.environ,
         "BOT_TOKEN": tg.token,
         "TELEGRAM_API_URL": tg.base_url,
-        "DATABASE_URL": f"sqlite://{tmp_path / 'data' / 'duban.sqlite3'}",
+        "DATABASE_URL": database,  # SQLite, or PostgreSQL with DUBAN_TEST_DATABASE=postgres
         "ADMIN_IDS": str(ADMIN),
         "SCHEDULING": "true",  # the real thing, scheduler and sender included (no plan: no sends)
         **extra_env,
@@ -61,10 +62,10 @@ async def _stop(process) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
-async def test_duban_run_polls_answers_and_stops_cleanly_on_sigterm(tmp_path):
+async def test_duban_run_polls_answers_and_stops_cleanly_on_sigterm(tmp_path, database_url):
     async with TelegramEmulator(token="123456:TEST", bot_username="duban_bot") as tg:
         tg.add_user("Coordinator", user_id=ADMIN, started=True)
-        process = await _start_duban(tg, tmp_path)
+        process = await _start_duban(tg, tmp_path, database_url)
         try:
             await _wait_polling_or_exit(tg, process)
             # Localized menus: a default and one per language, for private chats and groups.
@@ -87,16 +88,29 @@ async def test_duban_run_polls_answers_and_stops_cleanly_on_sigterm(tmp_path):
     assert code == 0, output
     assert "Traceback" not in output
     assert tg.token not in output and "TEST" not in output  # the token is never logged
-    assert (tmp_path / "data" / "duban.sqlite3").exists()
+    assert await _migrated(database_url)
 
 
-async def test_webhook_mode_requires_the_secret_token(tmp_path):
+async def _migrated(database: str) -> bool:
+    """`duban run` created the database's tables (the migration history among them)."""
+    if database.startswith("sqlite://"):
+        path = Path(database.removeprefix("sqlite://"))
+        return await asyncio.to_thread(path.exists)
+    connection = await asyncpg.connect(database)
+    try:
+        return await connection.fetchval("SELECT to_regclass('aerich') IS NOT NULL")
+    finally:
+        await connection.close()
+
+
+async def test_webhook_mode_requires_the_secret_token(tmp_path, database_url):
     port = _free_port()
     async with TelegramEmulator(token="123456:TEST", bot_username="duban_bot") as tg:
         alice = tg.add_user("Alice", language_code="zh", started=True)
         process = await _start_duban(
             tg,
             tmp_path,
+            database_url,
             WEBHOOK_URL="https://duban.example.org/telegram/hook",
             WEBHOOK_SECRET="s3cret-token",
             WEBHOOK_PORT=str(port),

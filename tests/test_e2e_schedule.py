@@ -63,8 +63,9 @@ def local(day: int, month: int = 11, at: time = time(9, 0)) -> datetime:
 
 
 @pytest.fixture
-async def database(tmp_path) -> AsyncIterator[str]:
-    url = f"sqlite://{tmp_path / 'db' / 'duban.sqlite3'}"
+async def database(database_url: str) -> AsyncIterator[str]:
+    """SQLite, or PostgreSQL in the PostgreSQL run (DUBAN_TEST_DATABASE=postgres)."""
+    url = database_url
     await init_db(url)
     try:
         yield url

@@ -21,10 +21,11 @@ from bot.telegram_emulator import FloodLimits, TelegramEmulator
 from storage import deliveries as ledger
 from storage.deliveries import DeliveryKind, DeliveryRecord, DeliveryStatus, NewDelivery
 from storage.models import Delivery
+from tests.conftest import ONE_DIALECT
 from tests.delivery_support import T0, VirtualClock, render_text, rows, sent_keys, statuses
 from tests.emulator_fixtures import close_bot, make_bot
 
-pytestmark = pytest.mark.parametrize("database_factory", ["sqlite"], indirect=True)
+pytestmark = ONE_DIALECT  # once: SQLite, or PostgreSQL in the PostgreSQL run
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from tortoise.expressions import Subquery
 from tortoise.functions import Max
@@ -20,6 +20,7 @@ from tortoise.queryset import QuerySet
 from bot.plan_model import Comparator, DepartmentKind, Role
 from storage.enums import LiaisonRole, ReportStatus
 from storage.models import Assignment, Department, Liaison, Report, Target, Task
+from storage.summary import reported_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +258,7 @@ async def task_card(task_id: int) -> TaskCardData | None:
                 created_at=report["created_at"],
             ),
         )
-        for target_id, value in _reported_values(report["values"]):
+        for target_id, value in reported_values(report["values"]):
             latest_values.setdefault(
                 target_id, TargetValue(value, report["created_at"], report["department_id"])
             )
@@ -304,21 +305,3 @@ def _latest_reports(reports: QuerySet[Report]) -> QuerySet[Report]:
         .values("newest_id")
     )
     return Report.filter(id__in=Subquery(newest))
-
-
-def _reported_values(values: object) -> list[tuple[int, Decimal]]:
-    """(target id, value) pairs of a report's `values`, skipping anything malformed."""
-    pairs = []
-    for item in values if isinstance(values, list) else ():
-        if not isinstance(item, dict):
-            continue
-        target_id, value = item.get("target_id"), item.get("value")
-        if not isinstance(target_id, int) or isinstance(value, bool) or value is None:
-            continue
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
-            continue
-        if number.is_finite():
-            pairs.append((target_id, number))
-    return pairs

@@ -455,16 +455,55 @@ def _cycle(
     )
 
 
-def _cycles_around(
-    rule: ReportingRule, moment: datetime, calendar: WorkCalendar, config: ScheduleConfig
-) -> list[_Cycle]:
-    """Cycles prompted up to about a year before and a period after `moment`, in order."""
+def _prompt_days_around(
+    rule: ReportingRule, moment: datetime, config: ScheduleConfig
+) -> list[date]:
+    """Nominal prompt days from about a year before `moment` (further back for sparse rules) to
+    a period after it, in order."""
     local = moment.astimezone(config.tz).date()
     for years in (1, 3, 10):
         days = rule.prompt_days(local - timedelta(400 * years), local + timedelta(400))
         if any(day <= local for day in days):
             break
-    return [_cycle(rule, day, calendar, config) for day in days]
+    return days
+
+
+def _started_cycles(
+    rule: ReportingRule,
+    moment: datetime,
+    calendar: WorkCalendar,
+    config: ScheduleConfig,
+    count: int,
+) -> list[_Cycle]:
+    """The last `count` cycles prompted at or before `moment`, oldest first.
+
+    Only the cycles needed are built: shifting a prompt never moves it before an earlier
+    prompt's shifted time, so walking back from the last nominal day on or before `moment`
+    finds the started ones in order. (Building a cycle asks the work calendar about several
+    days; building a year of them was most of the time a report spent on its cycle key.)
+    """
+    _require_aware(moment)
+    local = moment.astimezone(config.tz).date()
+    started: list[_Cycle] = []
+    for day in reversed(_prompt_days_around(rule, moment, config)):
+        if day > local:
+            continue
+        cycle = _cycle(rule, day, calendar, config)
+        if cycle.prompt_at <= moment:
+            started.insert(0, cycle)
+            if len(started) == count:
+                break
+    return started
+
+
+def _first_cycle(
+    rule: ReportingRule, moment: datetime, calendar: WorkCalendar, config: ScheduleConfig
+) -> _Cycle:
+    """The rule's first cycle near `moment` (for a moment before its first prompt)."""
+    days = _prompt_days_around(rule, moment, config)
+    if not days:
+        raise RuleError(f"the reporting rule {rule} has no cycle near {moment.date()}")
+    return _cycle(rule, days[0], calendar, config)
 
 
 def _require_aware(*moments: datetime) -> None:
@@ -481,12 +520,9 @@ def current_cycle(
 ) -> CycleWindow:
     """The cycle open at `now`: the latest one prompted at or before it (the first one, before
     the rule's first prompt). Returns (key, prompt_at, due_at, due_on)."""
-    _require_aware(now)
-    cycles = _cycles_around(rule, now, calendar or WorkCalendar(), config)
-    if not cycles:
-        raise RuleError(f"the reporting rule {rule} has no cycle near {now.date()}")
-    started = [cycle for cycle in cycles if cycle.prompt_at <= now]
-    return (started[-1] if started else cycles[0]).window()
+    calendar = calendar or WorkCalendar()
+    started = _started_cycles(rule, now, calendar, config, 1)
+    return (started[-1] if started else _first_cycle(rule, now, calendar, config)).window()
 
 
 def report_cycle_key(
@@ -500,17 +536,13 @@ def report_cycle_key(
     """The cycle a report made at `now` answers, given the keys this (department, task) has
     already answered: the previous cycle while it is unanswered and not yet escalated (a late
     report), else the current one. Matters where cycles overlap their nudges (weekly)."""
-    _require_aware(now)
-    cycles = _cycles_around(rule, now, calendar or WorkCalendar(), config)
-    started = [cycle for cycle in cycles if cycle.prompt_at <= now]
+    calendar = calendar or WorkCalendar()
+    started = _started_cycles(rule, now, calendar, config, 2)
     if not started:
-        if not cycles:
-            raise RuleError(f"the reporting rule {rule} has no cycle near {now.date()}")
-        return cycles[0].key
-    done = set(answered)
+        return _first_cycle(rule, now, calendar, config).key
     if len(started) > 1:
         previous = started[-2]
-        if previous.key not in done and now < previous.escalation:
+        if previous.key not in set(answered) and now < previous.escalation:
             return previous.key
     return started[-1].key
 

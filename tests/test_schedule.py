@@ -249,6 +249,50 @@ def test_current_cycle_before_a_rules_first_prompt_is_its_first_cycle():
     assert current_cycle(rule, at(2027, 6, 1), calendar=CALENDAR).key == "2027-01-18"
 
 
+def _every_cycle_reference(rule: ReportingRule, now: datetime) -> tuple[str, str]:
+    """(current key, report key with nothing answered) by building every cycle near `now`:
+    what current_cycle and report_cycle_key computed before they learnt to build only the
+    cycles they need."""
+    from bot import schedule
+
+    cycles = [
+        schedule._cycle(rule, day, CALENDAR, CONFIG)
+        for day in schedule._prompt_days_around(rule, now, CONFIG)
+    ]
+    started = [cycle for cycle in cycles if cycle.prompt_at <= now]
+    current = (started[-1] if started else cycles[0]).key
+    report = current
+    if len(started) > 1 and now < started[-2].escalation:
+        report = started[-2].key
+    return current, report
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "monthly:20:25",
+        "weekly:MO:FR",
+        "quarterly",
+        "half_yearly",
+        "yearly",
+        "DTSTART:20260101 RRULE:FREQ=WEEKLY;BYDAY=MO,TH",
+        "DTSTART:20270104 RRULE:FREQ=WEEKLY;COUNT=3",
+    ],
+)
+def test_cycle_keys_match_building_every_cycle(text):
+    # Through the Spring Festival and Golden Week, when holidays shift several prompts at
+    # once (the case where building only the recent cycles could go wrong), and a month of
+    # ordinary days, every 17 hours.
+    rule = ReportingRule.parse(text)
+    for start, end in ((at(2026, 2, 10), at(2026, 3, 2)), (at(2026, 9, 25), at(2026, 10, 25))):
+        moment = start
+        while moment < end:
+            current, report = _every_cycle_reference(rule, moment)
+            assert current_cycle(rule, moment, calendar=CALENDAR).key == current, moment
+            assert report_cycle_key(rule, moment, calendar=CALENDAR) == report, moment
+            moment += timedelta(hours=17)
+
+
 def test_current_cycle_needs_an_aware_time():
     with pytest.raises(ValueError, match="timezone-aware"):
         current_cycle(ReportingRule.parse("monthly"), datetime(2026, 11, 22))  # noqa: DTZ001

@@ -35,7 +35,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bot.schedule import ScheduleConfig, report_cycle_key, rule_for
-from storage.reports import cycle_inputs
+from storage.reports import ReportTask, answered_cycles
 from storage.schedule import load_work_calendar
 
 MAX_TEXT = 4000  # characters stored per report (Telegram's own limit is 4096 per message)
@@ -370,16 +370,17 @@ def cycle_key(now: datetime, tz: ZoneInfo) -> str:
     return now.astimezone(tz).strftime("%Y-%m")
 
 
-async def report_cycle(task_id: int, department_id: int, now: datetime, settings: object) -> str:
+async def report_cycle(
+    task: ReportTask, department_id: int, now: datetime, settings: object
+) -> str:
     """The cycle a report made at `now` answers, by the task's reporting rule — the same key
     the scheduler's prompts, nudges and escalations use (bot.schedule.report_cycle_key): the
     previous cycle while it is unanswered and not yet escalated, else the current one."""
     config = ScheduleConfig.from_settings(settings)
-    task_rule, plan_rule, answered = await cycle_inputs(task_id, department_id)
     return report_cycle_key(
-        rule_for(task_rule, plan_rule, config),
+        rule_for(task.rule, None, config),
         now,
-        answered,
+        await answered_cycles(task.id, department_id),
         calendar=await load_work_calendar(),
         config=config,
     )

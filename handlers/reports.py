@@ -73,7 +73,7 @@ from bot.reports import (
     value_to_data,
 )
 from bot.settings import Settings
-from handlers.render import quote
+from handlers.render import Button, in_rows, keyboard, quote
 from storage.enums import ReportStatus
 from storage.reports import (
     NewReport,
@@ -226,20 +226,20 @@ def render_prompt(task: ReportTask) -> str:
     return "\n".join(lines)
 
 
-def _status_rows(builder: InlineKeyboardBuilder, make: Any, current: str | None = None) -> None:
+def _status_buttons(make: Any, current: str | None = None) -> list[Button]:
+    buttons = []
     for status in STATUS_ORDER:
         label = status_label(status)
         if current == status:
             label = f"· {label} ·"
-        builder.button(text=label, callback_data=make(status))
+        buttons.append((label, make(status)))
+    return buttons
 
 
 def prompt_keyboard(task_id: int) -> InlineKeyboardMarkup:
     """Status buttons under a prompt; replying to the prompt also reports on the task."""
-    builder = InlineKeyboardBuilder()
-    _status_rows(builder, lambda status: PromptCb(task_id=task_id, status=status))
-    builder.adjust(2)
-    return builder.as_markup()
+    statuses = _status_buttons(lambda status: PromptCb(task_id=task_id, status=status))
+    return keyboard(*in_rows(statuses, 2))
 
 
 def _picker(choices: Sequence[TaskChoice], flow: int, page: int) -> InlineKeyboardMarkup:
@@ -269,46 +269,38 @@ def _picker(choices: Sequence[TaskChoice], flow: int, page: int) -> InlineKeyboa
 
 
 def _status_keyboard(flow: int, current: str | None = None) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    _status_rows(builder, lambda status: StatusCb(flow=flow, status=status), current)
-    builder.button(text=_("✖️ Cancel"), callback_data=StepCb(flow=flow, action=Step.CANCEL))
-    builder.adjust(2, 2, 1)
-    return builder.as_markup()
+    statuses = _status_buttons(lambda status: StatusCb(flow=flow, status=status), current)
+    cancel = (_("✖️ Cancel"), StepCb(flow=flow, action=Step.CANCEL))
+    return keyboard(*in_rows(statuses, 2), [cancel])
 
 
 def _collect_keyboard(flow: int, status: str | None, *, with_status: bool) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    sizes = []
+    rows = []
     if with_status:
-        _status_rows(builder, lambda value: StatusCb(flow=flow, status=value), status)
-        sizes = [2, 2]
-    builder.button(text=_("✔️ Done"), callback_data=StepCb(flow=flow, action=Step.DONE))
-    builder.button(text=_("✖️ Cancel"), callback_data=StepCb(flow=flow, action=Step.CANCEL))
-    builder.adjust(*sizes, 2)
-    return builder.as_markup()
+        statuses = _status_buttons(lambda value: StatusCb(flow=flow, status=value), status)
+        rows = in_rows(statuses, 2)
+    done = (_("✔️ Done"), StepCb(flow=flow, action=Step.DONE))
+    cancel = (_("✖️ Cancel"), StepCb(flow=flow, action=Step.CANCEL))
+    return keyboard(*rows, [done, cancel])
 
 
 def _confirm_keyboard(flow: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=_("✅ Confirm and submit"), callback_data=StepCb(flow=flow, action=Step.CONFIRM)
+    return keyboard(
+        [(_("✅ Confirm and submit"), StepCb(flow=flow, action=Step.CONFIRM))],
+        [
+            (_("✏️ Edit"), StepCb(flow=flow, action=Step.REDO)),
+            (_("✖️ Cancel"), StepCb(flow=flow, action=Step.CANCEL)),
+        ],
     )
-    builder.button(text=_("✏️ Edit"), callback_data=StepCb(flow=flow, action=Step.REDO))
-    builder.button(text=_("✖️ Cancel"), callback_data=StepCb(flow=flow, action=Step.CANCEL))
-    builder.adjust(1, 2)
-    return builder.as_markup()
 
 
 def _manage_keyboard(report_id: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=_("✏️ Edit"), callback_data=ManageCb(report_id=report_id, action=Manage.EDIT)
+    return keyboard(
+        [
+            (_("✏️ Edit"), ManageCb(report_id=report_id, action=Manage.EDIT)),
+            (_("↩️ Withdraw"), ManageCb(report_id=report_id, action=Manage.WITHDRAW)),
+        ]
     )
-    builder.button(
-        text=_("↩️ Withdraw"), callback_data=ManageCb(report_id=report_id, action=Manage.WITHDRAW)
-    )
-    builder.adjust(2)
-    return builder.as_markup()
 
 
 def _withdraw_keyboard(report_id: int) -> InlineKeyboardMarkup:
@@ -720,7 +712,7 @@ async def choose_status(
     data["status"] = callback_data.status.value
     await state.update_data(status=data["status"])
     if data.get("texts") and await state.get_state() == ReportFlow.choosing_status.state:
-        await _finish(callback, state, actor, data)  # a reply to a prompt: the text is in
+        await _finish(callback, state, actor, data, task)  # a reply to a prompt: the text is in
         return
     await _answer(callback, status_label(callback_data.status))
     await state.set_state(ReportFlow.collecting)
@@ -814,14 +806,20 @@ async def done_button(
 
 
 async def _finish(
-    event: Message | CallbackQuery, state: FSMContext, actor: Actor | None, data: dict
+    event: Message | CallbackQuery,
+    state: FSMContext,
+    actor: Actor | None,
+    data: dict,
+    task: ReportTask | None = None,
 ) -> None:
-    """The draft is complete: recognise the numbers, ask about ambiguous ones, then preview."""
+    """The draft is complete: recognise the numbers, ask about ambiguous ones, then preview.
+    `task`: the draft's task when the caller has just checked it for this actor."""
     if not _can_report(actor) or data.get("department_id") != actor.department_id:
         await state.clear()
         await _reply_or_alert(event, _refusal(actor))
         return
-    task = await task_for_department(data.get("task_id", 0), actor.department_id)
+    if task is None or task.id != data.get("task_id"):
+        task = await task_for_department(data.get("task_id", 0), actor.department_id)
     if task is None:
         await state.clear()
         await _reply_or_alert(event, _("This task is not one of your department's tasks."))
@@ -989,7 +987,7 @@ async def confirm(
             attachments=list(data.get("attachments", [])),
             chat_id=callback.message.chat.id if callback.message else callback.from_user.id,
             message_id=data.get("text_message_id"),
-            cycle_key=await report_cycle(task.id, actor.department_id, now, settings),
+            cycle_key=await report_cycle(task, actor.department_id, now, settings),
         )
     )
     if report is None:  # the same report arrived twice: the first one is stored

@@ -15,7 +15,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.plan_model import Comparator, Role
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Assignment, Liaison, Report, Target, Task
+from storage.models import Assignment, Liaison, Report, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,7 @@ class ReportTask:
     targets: tuple[TargetInfo, ...]
     lead_departments: tuple[str, ...]
     role: Role | None = None
+    rule: str | None = None  # the task's reporting rule, else its plan's (None: the default)
 
     def target(self, target_id: int) -> TargetInfo | None:
         return next((target for target in self.targets if target.id == target_id), None)
@@ -133,31 +134,44 @@ async def department_tasks(department_id: int) -> list[TaskChoice]:
     return sorted(choices, key=_lead_first)  # stable: document order within each role
 
 
-async def _report_task(task: Task, role: Role | None) -> ReportTask:
-    targets = await Target.filter(task_id=task.id).order_by("position")
-    leads = (
-        await Assignment.filter(task_id=task.id, role=Role.LEAD)
+async def _report_task(task_id: int, department_id: int | None) -> ReportTask | None:
+    """An active task with its targets and lead units, in two queries; with `department_id`,
+    None unless that department is one of the task's units (and `role` says which)."""
+    units = (
+        await Assignment.filter(task_id=task_id, task__withdrawn_at__isnull=True)
         .order_by("position")
-        .values_list("department__name", flat=True)
-    )
+        .values("department_id", "role", "department__name", "task__code", "task__title",
+                "task__deadline", "task__cycle", "task__plan__default_cycle")
+    )  # fmt: skip
+    if not units:
+        return None  # no such task, withdrawn, or (never in an imported plan) without units
+    role = None
+    if department_id is not None:
+        role = next((Role(u["role"]) for u in units if u["department_id"] == department_id), None)
+        if role is None:
+            return None
+    targets = await Target.filter(task_id=task_id).order_by("position")
+    first = units[0]
     return ReportTask(
-        id=task.id,
-        code=task.code,
-        title=task.title,
-        deadline=task.deadline,
+        id=task_id,
+        code=first["task__code"],
+        title=first["task__title"],
+        deadline=first["task__deadline"],
         targets=tuple(
             TargetInfo(t.id, t.metric, t.value, t.unit, Comparator(t.comparator), t.deadline)
             for t in targets
         ),
-        lead_departments=tuple(str(name) for name in leads),
+        lead_departments=tuple(
+            str(unit["department__name"]) for unit in units if unit["role"] == Role.LEAD
+        ),
         role=role,
+        rule=first["task__cycle"] or first["task__plan__default_cycle"],
     )
 
 
 async def get_report_task(task_id: int) -> ReportTask | None:
     """An active task with its targets (for prompts), or None."""
-    task = await Task.get_or_none(id=task_id, withdrawn_at__isnull=True)
-    return None if task is None else await _report_task(task, None)
+    return await _report_task(task_id, None)
 
 
 async def task_for_department(task_id: int, department_id: int) -> ReportTask | None:
@@ -166,16 +180,7 @@ async def task_for_department(task_id: int, department_id: int) -> ReportTask | 
     This is the check behind every button that names a task: a forged or stale id, or a task
     of another department, gives None.
     """
-    assignment = (
-        await Assignment.filter(
-            task_id=task_id, department_id=department_id, task__withdrawn_at__isnull=True
-        )
-        .select_related("task")
-        .first()
-    )
-    if assignment is None:
-        return None
-    return await _report_task(assignment.task, Role(assignment.role))
+    return await _report_task(task_id, department_id)
 
 
 def _record(report: Report, role: Role | None = None) -> ReportRecord:
@@ -312,11 +317,8 @@ async def lead_liaisons(task_id: int) -> list[Recipient]:
     ]
 
 
-async def cycle_inputs(task_id: int, department_id: int) -> tuple[str | None, str | None, set[str]]:
-    """What names the cycle a new report answers: the task's rule (Task.cycle), its plan's
-    (Plan.default_cycle), and the cycle keys the department has already answered on it."""
-    rules = await Task.filter(id=task_id).values_list("cycle", "plan__default_cycle")
-    task_rule, plan_rule = rules[0] if rules else (None, None)
+async def answered_cycles(task_id: int, department_id: int) -> set[str]:
+    """The cycle keys the department has already answered on the task (live reports)."""
     answered = (
         await Report.filter(
             task_id=task_id,
@@ -327,4 +329,4 @@ async def cycle_inputs(task_id: int, department_id: int) -> tuple[str | None, st
         .distinct()
         .values_list("cycle_key", flat=True)
     )
-    return task_rule, plan_rule, {str(key) for key in answered}
+    return {str(key) for key in answered}

@@ -11,7 +11,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.plan_model import DepartmentKind, ParsedPlan, Role
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Department, Liaison, Report, Target, Task
+from storage.models import Department, Liaison, Plan, Report, Target, Task
 from storage.plans import (
     DepartmentCount,
     DepartmentTask,
@@ -21,6 +21,7 @@ from storage.plans import (
     import_plan,
     tasks_by_department,
 )
+from storage.reports import get_report_task, task_for_department
 
 DEADLINE = date(2027, 12, 31)
 
@@ -164,3 +165,23 @@ async def test_a_duplicate_telegram_update_cannot_store_a_report_twice(
     await Report.create(**fields, message_id=None)
     await Report.create(**fields, message_id=None)
     assert await Report.filter(task_id=task.id).count() == 3
+
+
+async def test_a_report_task_carries_the_task_rule_else_the_plan_rule(
+    db: str, sample_plan: ParsedPlan
+) -> None:
+    # The rule names the cycle a report answers (bot.reports.report_cycle), so a task's own
+    # rule must win over its plan's, and a withdrawn task or a foreign department gets None.
+    await import_plan(sample_plan, "1" * 64)
+    task = await Task.get(code="2.1.2")
+    department = await Department.get(name="县自然资源和规划局")
+    other = await Department.get(name="县委宣传部")
+
+    assert (await task_for_department(task.id, department.id)).rule is None
+    await Plan.filter(id=task.plan_id).update(default_cycle="quarterly")
+    loaded = await task_for_department(task.id, department.id)
+    assert (loaded.rule, loaded.role) == ("quarterly", Role.LEAD)
+    await Task.filter(id=task.id).update(cycle="weekly:MO:FR")
+    assert (await task_for_department(task.id, department.id)).rule == "weekly:MO:FR"
+    assert (await get_report_task(task.id)).rule == "weekly:MO:FR"
+    assert await task_for_department(task.id, other.id) is None

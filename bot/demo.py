@@ -42,7 +42,7 @@ from bot.settings import Settings, load_settings
 from bot.telegram_emulator import TelegramEmulator
 from jobs.planning import PLANNING_JOB_ID, plan_deliveries
 from storage.db import close_db, init_db
-from storage.models import Department, Report, Task
+from storage.models import Department, Task
 from storage.plans import import_plan
 
 if TYPE_CHECKING:
@@ -490,21 +490,7 @@ class _Actions:
         await self._until_answered(user.id, before)
 
     async def report(self, user: Any, prompt: Any, status: str, text: str) -> None:
-        """The prompt's status button, the progress text, then the report flow's buttons.
-
-        The report row's created_at is the database's wall-clock time (auto_now_add), not the
-        flow's clock; the demo moves it to the virtual moment so the summaries count it in the
-        right week (only the clock is simulated).
-        """
-        known = set(await Report.all().values_list("id", flat=True))
-        try:
-            await self._report(user, prompt, status, text)
-        finally:
-            new = [i for i in await Report.all().values_list("id", flat=True) if i not in known]
-            if new:
-                await Report.filter(id__in=new).update(created_at=self.clock())
-
-    async def _report(self, user: Any, prompt: Any, status: str, text: str) -> None:
+        """The prompt's status button, the progress text, then the report flow's buttons."""
         data = next(d for d in prompt.callback_data if d.startswith("r1:") and d.endswith(status))
         await self.press(user, prompt, data)
         await self.say(user, None, text)

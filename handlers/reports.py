@@ -988,6 +988,7 @@ async def confirm(
             chat_id=callback.message.chat.id if callback.message else callback.from_user.id,
             message_id=data.get("text_message_id"),
             cycle_key=await report_cycle(task, actor.department_id, now, settings),
+            created_at=now,
         )
     )
     if report is None:  # the same report arrived twice: the first one is stored

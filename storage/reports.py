@@ -71,6 +71,7 @@ class NewReport:
     chat_id: int
     message_id: int | None
     cycle_key: str | None
+    created_at: datetime | None = None  # the moment the cycle key was named for (None: now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,7 @@ async def create_report(new: NewReport) -> ReportRecord | None:
             chat_id=new.chat_id,
             message_id=new.message_id,
             cycle_key=new.cycle_key,
+            created_at=new.created_at,
         )
     except IntegrityError:
         return None

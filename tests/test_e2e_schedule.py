@@ -189,6 +189,7 @@ async def test_a_month_of_prompts_nudges_escalation_and_summaries(tg, database) 
         await press_for(tg, education, preview, button(preview, "r5:", ":ok"), "报送成功")
         report = await Report.get(department_id=departments[EDUCATION])
         assert (report.task_id, report.cycle_key) == (education_task, "2026-11")
+        assert report.created_at == local(24, at=time(10, 0))  # the flow's clock, not the wall's
 
         # Through Tuesday 1 December, every day at 09:00.
         for day in (25, 26, 27, 28, 29, 30):

@@ -247,6 +247,20 @@ async def _target(message: Message, command: CommandObject, usage: str) -> Targe
     raise BadTargetError(usage)
 
 
+async def _coordinator_target(
+    message: Message, command: CommandObject, actor: Actor | None, usage: str
+) -> Target | None:
+    """The person a coordinator command (/grant, /revoke, /unbind) names; None when the sender
+    may not use it or names nobody usable (either way they have been answered)."""
+    if await _refuse_unless_coordinator(message, actor):
+        return None
+    try:
+        return await _target(message, command, usage)
+    except BadTargetError as exc:
+        await message.answer(str(exc))
+        return None
+
+
 # /start TOKEN -----------------------------------------------------------------------------------
 
 
@@ -409,19 +423,16 @@ async def grant(
     bot: Bot,
     actor: Actor | None = None,
 ) -> None:
-    if await _refuse_unless_coordinator(message, actor):
-        return
-    try:
-        target = await _target(
-            message,
-            command,
-            _(
-                "Usage: /grant USER_ID (the number /whoami shows them), or reply /grant "
-                "to one of their messages."
-            ),
-        )
-    except BadTargetError as exc:
-        await message.answer(str(exc))
+    target = await _coordinator_target(
+        message,
+        command,
+        actor,
+        _(
+            "Usage: /grant USER_ID (the number /whoami shows them), or reply /grant "
+            "to one of their messages."
+        ),
+    )
+    if target is None:
         return
     result = await onboarding.grant(
         target.user_id,
@@ -478,16 +489,13 @@ async def revoke(
     bot: Bot,
     actor: Actor | None = None,
 ) -> None:
-    if await _refuse_unless_coordinator(message, actor):
-        return
-    try:
-        target = await _target(
-            message,
-            command,
-            _("Usage: /revoke USER_ID, or reply /revoke to one of their messages."),
-        )
-    except BadTargetError as exc:
-        await message.answer(str(exc))
+    target = await _coordinator_target(
+        message,
+        command,
+        actor,
+        _("Usage: /revoke USER_ID, or reply /revoke to one of their messages."),
+    )
+    if target is None:
         return
     result = await onboarding.revoke(target.user_id, by=actor.user_id, admin_ids=settings.admin_ids)
     who = _who(target.user_id, result.person, target.full_name)
@@ -529,16 +537,13 @@ async def unbind(
     bot: Bot,
     actor: Actor | None = None,
 ) -> None:
-    if await _refuse_unless_coordinator(message, actor):
-        return
-    try:
-        target = await _target(
-            message,
-            command,
-            _("Usage: /unbind USER_ID, or reply /unbind to one of their messages."),
-        )
-    except BadTargetError as exc:
-        await message.answer(str(exc))
+    target = await _coordinator_target(
+        message,
+        command,
+        actor,
+        _("Usage: /unbind USER_ID, or reply /unbind to one of their messages."),
+    )
+    if target is None:
         return
     result = await onboarding.unbind(target.user_id, admin_ids=settings.admin_ids)
     who = _who(target.user_id, result.person, target.full_name)

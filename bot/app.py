@@ -2,6 +2,9 @@
 
 Read straight through: settings -> logging -> Bot -> build_dispatcher -> polling or webhook.
 Nothing here is a module-level singleton; tests build a fresh dispatcher each time.
+
+The Redis client and the aiohttp web server are imported only when REDIS_URL or WEBHOOK_URL asks
+for them: a polling bot with its state in memory should not load them at every start.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import asyncio
 import logging
 import secrets
 import signal
+import sys
 from collections.abc import Iterable
 from contextlib import suppress
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
@@ -26,7 +31,6 @@ from aiogram.exceptions import (
 )
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
-from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import (
     BotCommand,
     BotCommandScopeAllGroupChats,
@@ -34,9 +38,6 @@ from aiogram.types import (
     BotCommandScopeChat,
 )
 from aiogram.utils.i18n import I18n
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-from aiohttp import web
-from redis.exceptions import RedisError
 
 from bot.commands import commands_for
 from bot.i18n import build_i18n
@@ -49,6 +50,9 @@ from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware
 from jobs import setup_scheduling
 from storage.db import close_db, init_db
 from storage.onboarding import granted_coordinator_ids
+
+if TYPE_CHECKING:
+    from aiogram.fsm.storage.redis import RedisStorage
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,8 @@ def build_fsm_storage(settings: Settings) -> BaseStorage:
     Connecting is lazy: `duban run` pings Redis at start and stops with one line if it is down.
     """
     if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage  # noqa: PLC0415 - only with Redis
+
         return RedisStorage.from_url(
             settings.redis_url, key_builder=DefaultKeyBuilder(prefix=FSM_KEY_PREFIX)
         )
@@ -108,9 +114,19 @@ def build_fsm_storage(settings: Settings) -> BaseStorage:
 def _events_isolation(storage: BaseStorage) -> BaseEventIsolation:
     """One user's updates are handled one at a time (an album's photos must not race on the
     draft): a Redis lock beside Redis storage, so it holds across processes; else in memory."""
-    if isinstance(storage, RedisStorage):
-        return storage.create_isolation()
+    redis = _redis_storage(storage)
+    if redis is not None:
+        return redis.create_isolation()
     return SimpleEventIsolation()
+
+
+def _redis_storage(storage: BaseStorage) -> RedisStorage | None:
+    """`storage` as a RedisStorage, or None; without importing the Redis client for a storage
+    that cannot be one (a RedisStorage exists only once its module has been imported)."""
+    module = sys.modules.get("aiogram.fsm.storage.redis")
+    if module is not None and isinstance(storage, module.RedisStorage):
+        return storage
+    return None
 
 
 async def set_command_menus(
@@ -189,9 +205,11 @@ class RedisUnreachableError(TelegramUnreachableError):
 
 
 async def _check_redis(dispatcher: Dispatcher) -> None:
-    storage = dispatcher.fsm.storage
-    if not isinstance(storage, RedisStorage):
+    storage = _redis_storage(dispatcher.fsm.storage)
+    if storage is None:
         return
+    from redis.exceptions import RedisError  # noqa: PLC0415 - only with Redis
+
     try:
         await storage.redis.ping()
     except (OSError, RedisError) as exc:
@@ -216,6 +234,13 @@ async def _check_telegram(bot: Bot, settings: Settings) -> None:
 
 
 async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
+    # The web server is loaded only for a webhook (module docstring).
+    from aiogram.webhook.aiohttp_server import (  # noqa: PLC0415
+        SimpleRequestHandler,
+        setup_application,
+    )
+    from aiohttp import web  # noqa: PLC0415
+
     secret = (
         settings.webhook_secret.get_secret_value()
         if settings.webhook_secret

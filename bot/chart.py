@@ -9,6 +9,9 @@ matplotlib's font manager and put first in `font.sans-serif`. Without it (or wit
 The package ships the variable font, whose default instance — the only one matplotlib can reach —
 is the Thin weight; a thin stroke in the text's own colour brings labels to a regular weight.
 Emoji are never drawn (no font here has them): the colours speak for the lights.
+
+matplotlib is imported on the first chart, not with this module: it costs about a second and
+30 MB, which `duban run` would otherwise pay at every start for a chart drawn once a week.
 """
 
 from __future__ import annotations
@@ -22,18 +25,15 @@ from collections.abc import Sequence
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 from aiogram.utils.i18n import gettext as _
-from matplotlib import font_manager, patheffects
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.text import Text
 
 from bot.summary import Light, TargetProgress, WeeklySummary
 from bot.summary_render import i18n_locale
 
-matplotlib.use("Agg")  # no display, no GUI toolkit: only ever render to bytes
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ def ensure_cjk_font() -> bool:
             )
             _font_ready = False
             return False
+        import matplotlib  # noqa: PLC0415 - on the first chart, not at start-up (module docstring)
+        from matplotlib import font_manager  # noqa: PLC0415
+
+        matplotlib.use("Agg")  # no display, no GUI toolkit: only ever render to bytes
         manager = font_manager.fontManager
         manager.addfont(str(path))
         # The collection's faces report weight 100 (the variable font's default instance);
@@ -131,6 +135,11 @@ def _labels() -> dict[str, str]:
 
 
 def _draw(summary: WeeklySummary, labels: dict[str, str]) -> bytes:
+    # Imported by ensure_cjk_font already; named here, not at the top (module docstring).
+    from matplotlib import patheffects  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.text import Text  # noqa: PLC0415
+
     departments = summary.departments[:MAX_DEPARTMENTS]
     targets = summary.targets[:MAX_TARGETS]
     rows_top = max(len(departments), 1)

@@ -1,8 +1,8 @@
 """What the weekly summary (周报) reads: one plan's tasks, units, targets, liaisons and reports.
 
-`load_summary_data` runs a fixed number of queries (eight) whatever the plan's size: no query
-per task, department or report. Plain dataclasses out; the traffic lights, pace and changes are
-computed in `bot.summary`.
+`load_summary_data` runs a fixed number of queries (seven) whatever the plan's size: no query
+per task, department or report, and SQL picks the latest reports. Plain dataclasses out; the
+traffic lights, pace and changes are computed in `bot.summary`.
 
 As elsewhere (storage.lookup), the "latest" report of a (task, department) is the one with the
 highest id among those that were not withdrawn: ids grow with time and an edit changes a report
@@ -12,17 +12,20 @@ have then.
 
 from __future__ import annotations
 
+import itertools
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from tortoise.expressions import Subquery
-from tortoise.functions import Max
-from tortoise.queryset import QuerySet
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.timezone import get_default_timezone
 
 from bot.plan_model import Comparator, DepartmentKind, Role
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Assignment, Liaison, Plan, Report, Target
+from storage.models import Liaison, Plan, Report, Target, Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,21 +114,10 @@ class SummaryData:
     values_before: tuple[ValueRow, ...]  # per target, before `since`
 
 
-_REPORT_COLUMNS = (
-    "id",
-    "task_id",
-    "department_id",
-    "liaison_id",
-    "liaison__full_name",
-    "status",
-    "created_at",
-)
-
-
 async def load_summary_data(
     now: datetime, since: datetime, *, plan_id: int | None = None
 ) -> SummaryData | None:
-    """Everything the weekly summary of one plan needs, in eight queries.
+    """Everything the weekly summary of one plan needs, in seven queries.
 
     `plan_id`: None for the most recently imported plan. None when there is no such plan.
     """
@@ -136,68 +128,18 @@ async def load_summary_data(
     if plan is None:
         return None
 
-    assignment_rows = await (
-        Assignment.filter(task__plan_id=plan.id, task__withdrawn_at__isnull=True)
-        .order_by("task__position", "position")
-        .values(
-            "task_id",
-            "task__code",
-            "task__title",
-            "task__deadline",
-            "task__cycle",
-            "department_id",
-            "department__name",
-            "department__kind",
-            "role",
-        )
+    sql = _Sql(Report._meta.db)
+    assignments = await _assignments(sql, plan.id)
+    targets = await _targets(sql, plan.id, assignments)
+    reports = _ReportRows()
+    latest, latest_before = await _latest_reports(sql, reports, plan.id, now, since)
+    week = tuple(
+        reports.row(record) for record in await sql.fetch(_WEEK_SQL, [plan.id, now, since])
     )
-    assignments = tuple(
-        AssignmentRow(
-            task_id=row["task_id"],
-            code=row["task__code"],
-            title=row["task__title"],
-            deadline=row["task__deadline"],
-            cycle=row["task__cycle"],
-            department_id=row["department_id"],
-            department_name=row["department__name"],
-            department_kind=DepartmentKind(row["department__kind"]),
-            role=Role(row["role"]),
-        )
-        for row in assignment_rows
+    values, values_before = await _latest_values(
+        sql, plan.id, now, {report.id for report in week}, {target.id for target in targets}
     )
-    active_tasks = {row.task_id for row in assignments}
-
-    # Goals and the targets of every task; those of withdrawn tasks are dropped here rather
-    # than with a join that would also drop the goals (task_id null).
-    target_rows = await (
-        Target.filter(plan_id=plan.id)
-        .order_by("task_id", "position")
-        .values("id", "task_id", "metric", "value", "unit", "comparator", "deadline", "baseline")
-    )
-    task_order = {
-        task_id: index
-        for index, task_id in enumerate(dict.fromkeys(row.task_id for row in assignments))
-    }
-    targets = tuple(
-        sorted(
-            (
-                TargetRow(
-                    id=row["id"],
-                    task_id=row["task_id"],
-                    metric=row["metric"],
-                    value=Decimal(row["value"]),
-                    unit=row["unit"],
-                    comparator=Comparator(row["comparator"]),
-                    deadline=row["deadline"],
-                    baseline=None if row["baseline"] is None else Decimal(row["baseline"]),
-                )
-                for row in target_rows
-                if row["task_id"] is None or row["task_id"] in active_tasks
-            ),
-            key=lambda target: -1 if target.task_id is None else task_order[target.task_id],
-        )
-    )
-
+    # Last, as it is small: SQLite's driver holds on to a query's rows until the next query.
     liaison_rows = await (
         Liaison.filter(active=True, role=LiaisonRole.LIAISON, department_id__isnull=False)
         .order_by("department_id", "-is_lead", "bound_at", "id")
@@ -207,39 +149,6 @@ async def load_summary_data(
         LiaisonRow(row["id"], row["department_id"], row["full_name"], bool(row["is_lead"]))
         for row in liaison_rows
     )
-
-    reports = Report.filter(
-        task__plan_id=plan.id,
-        task__withdrawn_at__isnull=True,
-        withdrawn_at__isnull=True,
-        created_at__lte=now,
-    )
-    before = reports.filter(created_at__lt=since)
-    latest = await _latest(reports).values(*_REPORT_COLUMNS)
-    latest_before = await _latest(before).values(*_REPORT_COLUMNS)
-    week = await (
-        reports.filter(created_at__gte=since).order_by("created_at", "id").values(*_REPORT_COLUMNS)
-    )
-    # Values: only the reports carrying any, newest first; the first seen per target wins. No
-    # dates (parsing 10^5 of them is what costs on SQLite): a report is from before the week
-    # when it is not one of the week's reports.
-    week_ids = {row["id"] for row in week}
-    value_rows = await (
-        reports.exclude(values=[]).order_by("-id").values_list("id", "department_id", "values")
-    )
-    known_targets = {target.id for target in targets}
-    values: dict[int, ValueRow] = {}
-    values_before: dict[int, ValueRow] = {}
-    for report_id, department_id, payload in value_rows:
-        earlier = report_id not in week_ids
-        for target_id, value in reported_values(payload):
-            if target_id not in known_targets:
-                continue
-            row = ValueRow(target_id, value, report_id, department_id)
-            values.setdefault(target_id, row)
-            if earlier:
-                values_before.setdefault(target_id, row)
-
     return SummaryData(
         plan=PlanRow(
             id=plan.id,
@@ -255,36 +164,282 @@ async def load_summary_data(
         assignments=assignments,
         targets=targets,
         liaisons=liaisons,
-        latest=tuple(_report(row) for row in sorted(latest, key=lambda row: row["id"])),
-        latest_before=tuple(
-            _report(row) for row in sorted(latest_before, key=lambda row: row["id"])
-        ),
-        week_reports=tuple(_report(row) for row in week),
-        values=tuple(values.values()),
-        values_before=tuple(values_before.values()),
+        latest=latest,
+        latest_before=latest_before,
+        week_reports=week,
+        values=values,
+        values_before=values_before,
     )
 
 
-def _latest(reports: QuerySet[Report]) -> QuerySet[Report]:
-    """The latest report of each (task, department) among `reports` (one query with a subquery)."""
-    newest = (
-        reports.group_by("task_id", "department_id")
-        .annotate(newest_id=Max("id"))
-        .values("newest_id")
-    )
-    return Report.filter(id__in=Subquery(newest))
+# The queries over assignments and reports return tens of thousands of rows on a large plan. They
+# are plain SQL, read as tuples: building them with the ORM converts every column of every row
+# through its field (parsing 10^5 dates on SQLite is most of the cost), and cannot express the
+# latest-per-(task, department) aggregate in one pass. The SQL is the same on SQLite and
+# PostgreSQL but for the placeholders (`_Sql`); the conversions below mirror Tortoise's own
+# (aware datetimes in its default timezone, dates, enums), so the rows are what the ORM would
+# give. Datetime parameters go to the driver as they come, as the ORM passes them.
+
+# Reports that count: not withdrawn, on an active task of the plan, made up to `now`. Written
+# as a cross join so that SQLite walks the reports table in storage order and looks the task
+# up, rather than walking the task index and jumping around the table for every task's
+# reports (twice slower on 10^5 reports); PostgreSQL plans a cross join like any other join.
+_COUNTED = (
+    "FROM reports r CROSS JOIN tasks t"
+    " WHERE t.id = r.task_id AND t.plan_id = ? AND t.withdrawn_at IS NULL"
+    " AND r.withdrawn_at IS NULL AND r.created_at <= ?"
+)
+
+_REPORT_COLUMNS = (
+    "r.id, r.task_id, r.department_id, r.liaison_id, l.full_name, r.status, r.created_at"
+)
+
+# The latest report of each (task, department), and the latest made before `since`, in one pass:
+# the newest ids per group, then those reports (one row when both are the same report). The
+# unary plus keeps SQLite from grouping along the (task_id, created_at) index, which would
+# again jump around the table; on PostgreSQL it changes nothing.
+_LATEST_SQL = f"""
+    SELECT {_REPORT_COLUMNS}, g.newest, g.newest_before
+    FROM (
+        SELECT MAX(r.id) AS newest, MAX(CASE WHEN r.created_at < ? THEN r.id END) AS newest_before
+        {_COUNTED}
+        GROUP BY +r.task_id, +r.department_id
+    ) g
+    JOIN reports r ON r.id IN (g.newest, g.newest_before)
+    LEFT JOIN liaisons l ON l.id = r.liaison_id
+"""
+
+# The week's reports, oldest first; few, so through the (task_id, created_at) index.
+_WEEK_SQL = f"""
+    SELECT {_REPORT_COLUMNS}
+    FROM reports r
+    JOIN tasks t ON t.id = r.task_id
+    LEFT JOIN liaisons l ON l.id = r.liaison_id
+    WHERE t.plan_id = ? AND t.withdrawn_at IS NULL
+      AND r.withdrawn_at IS NULL AND r.created_at <= ? AND r.created_at >= ?
+    ORDER BY r.created_at, r.id
+"""
+
+# Reports carrying values, newest first (an empty list is stored as '[]' on both databases).
+_VALUES_SQL = f"""
+    SELECT r.id, r.department_id, r."values"
+    {_COUNTED}
+      AND r."values" <> '[]'
+    ORDER BY r.id DESC
+"""
+
+_ASSIGNMENTS_SQL = """
+    SELECT a.task_id, t.code, t.title, t.deadline, t.cycle,
+           a.department_id, d.name, d.kind, a.role
+    FROM assignments a
+    JOIN tasks t ON t.id = a.task_id
+    LEFT JOIN departments d ON d.id = a.department_id
+    WHERE t.plan_id = ? AND t.withdrawn_at IS NULL
+    ORDER BY t."position", a."position"
+"""
+
+_TARGETS_SQL = """
+    SELECT id, task_id, metric, "value", unit, comparator, deadline, baseline
+    FROM targets
+    WHERE plan_id = ?
+    ORDER BY task_id, "position"
+"""
 
 
-def _report(row: dict) -> ReportRow:
-    return ReportRow(
-        id=row["id"],
-        task_id=row["task_id"],
-        department_id=row["department_id"],
-        liaison_id=row["liaison_id"],
-        liaison_name=row["liaison__full_name"] or "",
-        status=ReportStatus(row["status"]),
-        created_at=row["created_at"],
+class _Sql:
+    """Plain SQL through a Tortoise connection, written with `?` placeholders."""
+
+    def __init__(self, connection: BaseDBAsyncClient) -> None:
+        self.connection = connection
+        self.dialect = connection.capabilities.dialect
+        if self.dialect not in ("sqlite", "postgres"):
+            raise NotImplementedError(f"the summary has no SQL for {self.dialect}")
+
+    async def fetch(self, query: str, values: list) -> Sequence[Sequence[Any]]:
+        # SQLite compares the stored ISO text, which the bot writes in UTC: a bound in another
+        # offset (`duban summary --date` passes local time) would be off by hours.
+        values = [v.astimezone(UTC) if isinstance(v, datetime) else v for v in values]
+        if self.dialect == "postgres":  # asyncpg numbers its placeholders: $1, $2, …
+            numbers = itertools.count(1)
+            query = re.sub(r"\?", lambda _match: f"${next(numbers)}", query)
+        _count, rows = await self.connection.execute_query(query, values)
+        return rows
+
+
+class _Converter:
+    """A column's values as the ORM reads them, each distinct value converted once (a plan
+    has a handful of deadlines, kinds and roles over tens of thousands of rows)."""
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        self.convert = convert
+        self.seen: dict[Any, Any] = {}
+
+    def __call__(self, value: Any) -> Any:
+        try:
+            return self.seen[value]
+        except KeyError:
+            converted = self.seen[value] = self.convert(value)
+            return converted
+
+
+async def _assignments(sql: _Sql, plan_id: int) -> tuple[AssignmentRow, ...]:
+    """Every unit of every active task, in document order."""
+    deadline = _Converter(Task._meta.fields_map["deadline"].to_python_value)
+    kind, role = _Converter(DepartmentKind), _Converter(Role)
+    return tuple(
+        AssignmentRow(
+            task_id=task_id,
+            code=code,
+            title=title,
+            deadline=deadline(due),
+            cycle=cycle,
+            department_id=department_id,
+            department_name=department_name,
+            department_kind=kind(department_kind),
+            role=role(unit_role),
+        )
+        for (
+            task_id,
+            code,
+            title,
+            due,
+            cycle,
+            department_id,
+            department_name,
+            department_kind,
+            unit_role,
+        ) in await sql.fetch(_ASSIGNMENTS_SQL, [plan_id])
     )
+
+
+async def _targets(
+    sql: _Sql, plan_id: int, assignments: tuple[AssignmentRow, ...]
+) -> tuple[TargetRow, ...]:
+    """Goals first, then the targets of active tasks in document order."""
+    fields = Target._meta.fields_map
+    decimal = _Converter(fields["value"].to_python_value)  # both columns: DECIMAL(20,4)
+    deadline = _Converter(fields["deadline"].to_python_value)
+    comparator = _Converter(Comparator)
+    task_order = {
+        task_id: index
+        for index, task_id in enumerate(dict.fromkeys(row.task_id for row in assignments))
+    }
+    # Those of withdrawn tasks are dropped here rather than with a join that would also drop
+    # the goals (task_id null).
+    return tuple(
+        sorted(
+            (
+                TargetRow(
+                    id=target_id,
+                    task_id=task_id,
+                    metric=metric,
+                    value=decimal(value),
+                    unit=unit,
+                    comparator=comparator(comparison),
+                    deadline=deadline(due),
+                    baseline=decimal(baseline),
+                )
+                for (
+                    target_id,
+                    task_id,
+                    metric,
+                    value,
+                    unit,
+                    comparison,
+                    due,
+                    baseline,
+                ) in await sql.fetch(_TARGETS_SQL, [plan_id])
+                if task_id is None or task_id in task_order
+            ),
+            key=lambda target: -1 if target.task_id is None else task_order[target.task_id],
+        )
+    )
+
+
+class _ReportRows:
+    """ReportRows from SQL rows, one object per report: the latest report of a unit is often
+    its latest before the week too, or one of the week's."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, ReportRow] = {}
+        self.status = _Converter(ReportStatus)
+        self.zone = get_default_timezone()
+        self.parse = Report._meta.fields_map["created_at"].to_python_value
+
+    def row(self, record: Sequence[Any]) -> ReportRow:
+        report_id = record[0]
+        known = self.by_id.get(report_id)
+        if known is not None:
+            return known
+        _id, task_id, department_id, liaison_id, liaison_name, status, created_at = record[:7]
+        report = self.by_id[report_id] = ReportRow(
+            id=report_id,
+            task_id=task_id,
+            department_id=department_id,
+            liaison_id=liaison_id,
+            liaison_name=liaison_name or "",
+            status=self.status(status),
+            created_at=self.aware(created_at),
+        )
+        return report
+
+    def aware(self, value: datetime | str) -> datetime:
+        """What Tortoise's DatetimeField gives (use_tz): aware, in its default timezone."""
+        if isinstance(value, str):  # SQLite keeps ISO 8601 text
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:  # a form only Tortoise's parser reads
+                return self.parse(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=self.zone)
+        return value.astimezone(self.zone)
+
+
+async def _latest_reports(
+    sql: _Sql, reports: _ReportRows, plan_id: int, now: datetime, since: datetime
+) -> tuple[tuple[ReportRow, ...], tuple[ReportRow, ...]]:
+    """(latest per (task, department) up to `now`, latest per (task, department) before
+    `since`), each by report id."""
+    latest, latest_before = [], []
+    for record in await sql.fetch(_LATEST_SQL, [since, plan_id, now]):
+        report = reports.row(record)
+        newest, newest_before = record[7], record[8]
+        if report.id == newest:
+            latest.append(report)
+        if report.id == newest_before:
+            latest_before.append(report)
+    latest.sort(key=_by_id)
+    latest_before.sort(key=_by_id)
+    return tuple(latest), tuple(latest_before)
+
+
+def _by_id(report: ReportRow) -> int:
+    return report.id
+
+
+async def _latest_values(
+    sql: _Sql, plan_id: int, now: datetime, week_ids: set[int], known_targets: set[int]
+) -> tuple[tuple[ValueRow, ...], tuple[ValueRow, ...]]:
+    """(latest value per target up to `now`, latest per target before the week).
+
+    Newest report first, the first seen per target wins. No dates (parsing 10^4 of them is
+    what costs on SQLite): a report is from before the week when it is not one of the week's.
+    """
+    decode = Report._meta.fields_map["values"].to_python_value
+    values: dict[int, ValueRow] = {}
+    values_before: dict[int, ValueRow] = {}
+    for report_id, department_id, payload in await sql.fetch(_VALUES_SQL, [plan_id, now]):
+        earlier = report_id not in week_ids
+        for target_id, value in reported_values(decode(payload)):
+            newest = target_id not in values
+            newest_before = earlier and target_id not in values_before
+            if target_id in known_targets and (newest or newest_before):
+                row = ValueRow(target_id, value, report_id, department_id)
+                if newest:
+                    values[target_id] = row
+                if newest_before:
+                    values_before[target_id] = row
+    return tuple(values.values()), tuple(values_before.values())
 
 
 def reported_values(values: object) -> list[tuple[int, Decimal]]:

@@ -142,6 +142,21 @@ async def test_latest_reports_week_reports_and_values_on_the_real_plan(db: str) 
     assert goal.task_code is None and goal.value == Decimal("980.5")
 
 
+async def test_the_latest_report_is_the_one_with_the_highest_id(db: str) -> None:
+    await import_real_plan()
+    lee = await liaison("县建设局", "李四", 11)
+    this_week = await report("2.1.3", lee, ReportStatus.ON_TRACK, 2)
+    dated_earlier = await report("2.1.3", lee, ReportStatus.BLOCKED, 20)  # a higher id
+
+    data = await load_summary_data(NOW, SINCE)
+
+    assert [row.id for row in data.latest] == [dated_earlier.id]
+    assert [row.id for row in data.latest_before] == [dated_earlier.id]
+    assert [row.id for row in data.week_reports] == [this_week.id]
+    assert data.latest[0].created_at == NOW - timedelta(days=20)
+    assert data.latest[0].created_at.utcoffset() == timedelta(0)  # read back in UTC
+
+
 async def test_withdrawn_tasks_and_an_empty_database(db: str, sample_plan, revised_plan) -> None:
     assert await load_summary_data(NOW, SINCE) is None
     await import_plan(sample_plan, "1" * 64)
@@ -240,7 +255,7 @@ async def test_the_number_of_queries_does_not_grow_with_the_plan(
             assert compute_summary(data).task_lights[Light.YELLOW] == size
         finally:
             await close_db()
-    assert counts[4] == counts[60] == 8
+    assert counts[4] == counts[60] == 7
 
 
 async def test_summary_for_cli_prints_the_summary_and_writes_the_chart(
@@ -267,3 +282,17 @@ async def test_summary_for_cli_prints_the_summary_and_writes_the_chart(
     assert "受阻" not in earlier
     assert summary_moment(date(2026, 11, 21), TZ) == datetime(2026, 11, 21, 23, 59, 59, tzinfo=TZ)
     assert (await load_weekly_summary(NOW, tz=TZ)).plan_title.startswith("长兴县政府办公室")
+
+
+async def test_reports_an_hour_after_a_local_now_are_not_yet_counted(db: str) -> None:
+    # Stored times are UTC; `now` in Asia/Shanghai (as `duban summary --date` passes it) must
+    # bound them by the instant, not by the text (SQLite compares text).
+    await import_real_plan()
+    lee = await liaison("县建设局", "李四", 11, is_lead=True)
+    before = await report("2.1.3", lee, ReportStatus.ON_TRACK, 1 / 24)
+    await report("2.1.3", lee, ReportStatus.BLOCKED, -1 / 24)
+
+    data = await load_summary_data(NOW, SINCE)
+
+    assert [row.id for row in data.latest] == [before.id]
+    assert [row.id for row in data.week_reports] == [before.id]

@@ -14,22 +14,31 @@ carrying a value toward a target. Then the production path runs three times:
 - render:  bot.summary_render.render_for_telegram (Chinese, HTML messages or a document).
 
 SQL statements are counted by wrapping the Tortoise connection's execute methods. Prints the
-seconds per phase of each run, the queries at both sizes, and LAST: the median total at full size
-(aim <= 1 s) and the query counts (aim: the same at both sizes).
+seconds per phase of each run, and under it where they went: CPU seconds of each phase (on a
+shared machine, wall time above CPU time is time spent waiting for a core), the seconds spent
+awaiting each SQL statement of the load (the database's work and the driver building the rows),
+and the pauses of Python's cyclic garbage collector in each phase (a pause can fall inside a
+statement's seconds too: the driver's rows are objects the collector counts). Then the queries
+at both sizes, and LAST: the median total at full size (aim <= 1 s) and the query counts (aim:
+the same at both sizes).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import _common  # noqa: F401  (puts the repository on sys.path)
 from _common import count_queries
@@ -42,6 +51,7 @@ from storage.summary import load_summary_data
 
 STATUSES = ("on_track", "on_track", "on_track", "at_risk", "blocked", "done")
 RUNS = 3
+PHASES = ("load", "compute", "render")
 
 
 def _ts(moment: datetime) -> str:
@@ -158,6 +168,73 @@ async def fill(departments: int, tasks: int, reports: int, now: datetime) -> Non
     )
 
 
+@contextmanager
+def timed_queries(connection: Any) -> Iterator[list[float]]:
+    """Seconds spent awaiting each SELECT sent through `connection` (raw or from the ORM)."""
+    seconds: list[float] = []
+    previous = {}
+    for name in ("execute_query", "execute_query_dict"):
+        inner = getattr(connection, name)
+        previous[name] = connection.__dict__.get(name)  # another wrapper (count_queries), or none
+
+        async def timed(query: str, *args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await _inner(query, *args, **kwargs)
+            finally:
+                seconds.append(time.perf_counter() - started)
+
+        setattr(connection, name, timed)
+    try:
+        yield seconds
+    finally:
+        for name, wrapper in previous.items():
+            if wrapper is None:
+                delattr(connection, name)  # back to the class's method
+            else:
+                setattr(connection, name, wrapper)
+
+
+class CollectorPauses:
+    """Seconds Python's cyclic garbage collector spent, while `running`."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        gc.callbacks.append(self)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self)
+
+
+class Clock:
+    """Wall, CPU and garbage-collection seconds of each phase of one run."""
+
+    def __init__(self, pauses: CollectorPauses) -> None:
+        self.pauses = pauses
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.gc: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        wall, cpu, collected = time.perf_counter(), time.process_time(), self.pauses.seconds
+        yield
+        self.wall[name] = time.perf_counter() - wall
+        self.cpu[name] = time.process_time() - cpu
+        self.gc[name] = self.pauses.seconds - collected
+
+
 async def measure(departments: int, tasks: int, reports: int, folder: Path) -> dict:
     now = datetime.now(UTC).replace(microsecond=0)
     since = now - timedelta(days=7)
@@ -168,17 +245,23 @@ async def measure(departments: int, tasks: int, reports: int, folder: Path) -> d
         filled = time.perf_counter() - started
         runs = []
         counts = []
-        for _ in range(RUNS):
-            t0 = time.perf_counter()
-            with count_queries(connections.get("default")) as queries:
-                data = await load_summary_data(now, since)
-            counts.append(len(queries))
-            t1 = time.perf_counter()
-            summary = compute_summary(data)
-            t2 = time.perf_counter()
-            telegram = render_for_telegram(summary, "zh")
-            t3 = time.perf_counter()
-            runs.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+        pauses = CollectorPauses()
+        connection = connections.get("default")
+        with pauses.running():
+            for _ in range(RUNS):
+                clock = Clock(pauses)
+                with (
+                    clock.phase("load"),
+                    count_queries(connection) as queries,
+                    timed_queries(connection) as sql_seconds,
+                ):
+                    data = await load_summary_data(now, since)
+                counts.append(len(queries))
+                with clock.phase("compute"):
+                    summary = compute_summary(data)
+                with clock.phase("render"):
+                    telegram = render_for_telegram(summary, "zh")
+                runs.append((clock, sql_seconds))
         shape = (
             f"{len(data.assignments)} assignments, {len(data.latest)} latest reports, "
             f"{len(data.week_reports)} this week; {len(telegram.messages)} message(s)"
@@ -187,6 +270,23 @@ async def measure(departments: int, tasks: int, reports: int, folder: Path) -> d
     finally:
         await close_db()
     return {"filled": filled, "runs": runs, "queries": max(counts), "shape": shape}
+
+
+def report_run(label: str, number: int, clock: Clock, sql_seconds: list[float]) -> None:
+    wall, cpu, collected = clock.wall, clock.cpu, clock.gc
+    print(
+        f"[{label}] run {number}: "
+        + ", ".join(f"{name} {wall[name]:.3f} s" for name in PHASES)
+        + f", total {sum(wall.values()):.3f} s"
+    )
+    print(
+        f"[{label}]   CPU "
+        + ", ".join(f"{name} {cpu[name]:.3f}" for name in PHASES)
+        + f"; SQL {sum(sql_seconds):.3f} s in the load ("
+        + " ".join(f"{seconds:.3f}" for seconds in sql_seconds)
+        + "); garbage collection "
+        + ", ".join(f"{name} {collected[name]:.3f}" for name in PHASES)
+    )
 
 
 async def bench(scale: float, folder: Path) -> None:
@@ -201,13 +301,10 @@ async def bench(scale: float, folder: Path) -> None:
             f"(filled in {result['filled']:.1f} s)"
         )
         print(f"[{label}] {result['shape']}")
-        for i, (load, compute, render, total) in enumerate(result["runs"], 1):
-            print(
-                f"[{label}] run {i}: load {load:.3f} s, compute {compute:.3f} s, "
-                f"render {render:.3f} s, total {total:.3f} s"
-            )
+        for number, (clock, sql_seconds) in enumerate(result["runs"], 1):
+            report_run(label, number, clock, sql_seconds)
         print(f"[{label}] SQL queries per summary: {result['queries']}")
-    total = statistics.median(run[3] for run in results["full"]["runs"])
+    total = statistics.median(sum(clock.wall.values()) for clock, _sql in results["full"]["runs"])
     small_q, full_q = results["small"]["queries"], results["full"]["queries"]
     same = f"{full_q} at both sizes" if small_q == full_q else f"{small_q} vs {full_q}"
     print(f"summary {total:.2f} s (limit 1 s), queries {same}")

@@ -29,21 +29,24 @@ before `since` with the state at `now`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
+from itertools import product
 from typing import Protocol
 
 from dateutil.relativedelta import relativedelta
 
 from bot.plan_model import Comparator, Cycle, Role
 from storage.enums import ReportStatus
-from storage.summary import AssignmentRow, ReportRow, SummaryData, ValueRow
+from storage.summary import AssignmentRow, ReportRow, SummaryData, TargetRow, ValueRow
 
 WEEK = timedelta(days=7)
 _HUNDRED = Decimal(100)
+# percent, expected percent, expected value, behind (see `pace`)
+_PaceResult = tuple[Decimal | None, Decimal | None, Decimal | None, bool]
 
 
 class Light(StrEnum):
@@ -296,23 +299,16 @@ def compute_summary(
     silent_since = silent_since or two_cycles_before(now, data.plan.default_cycle)
     week = now - since
 
+    units = _Units(data.assignments)
+    latest, latest_before = _by_unit(data.latest), _by_unit(data.latest_before)
     previous = {row.target_id: row.value for row in data.values_before}
-    progress = _progress(data, data.values, today, previous)
-    progress_before = _progress(data, data.values_before, before_day, {})
-
-    lines = _lines(
-        data, data.latest, progress=progress, now=now, today=today, silent_since=silent_since
-    )
-    lines_before = _lines(
-        data,
-        data.latest_before,
-        progress=progress_before,
-        now=since,
-        today=before_day,
-        silent_since=silent_since - week,
+    progress = _progress(data, units, today, previous)
+    lines = _lines(data, units, latest, progress, now=now, today=today, silent_since=silent_since)
+    lights_before = _lights_before(
+        data, units, latest_before, before_day, silent_since=silent_since - week
     )
 
-    names = _department_names(data.assignments)
+    names = units.names
     liaisons: dict[int, list[str]] = defaultdict(list)
     for liaison in data.liaisons:
         liaisons[liaison.department_id].append(liaison.full_name)
@@ -321,28 +317,7 @@ def compute_summary(
         if report.liaison_name not in reporters[report.department_id]:
             reporters[report.department_id].append(report.liaison_name)
 
-    by_department: dict[int, list[TaskLine]] = defaultdict(list)
-    for (_task_id, department_id), line in lines.items():
-        by_department[department_id].append(line)
-    order = {department_id: index for index, department_id in enumerate(names)}
-    blocks = [
-        DepartmentBlock(
-            department_id=department_id,
-            name=names[department_id],
-            liaisons=tuple(liaisons[department_id]),
-            lines=tuple(sorted(department_lines, key=lambda line: URGENCY[line.light])),
-            reporters=tuple(reporters.get(department_id, ())),
-        )
-        for department_id, department_lines in by_department.items()
-    ]
-    blocks.sort(
-        key=lambda block: (
-            -block.counts.get(Light.RED, 0),
-            -block.counts.get(Light.YELLOW, 0),
-            order[block.department_id],
-        )
-    )
-
+    blocks = _blocks(lines, names, liaisons, reporters)
     reported = tuple(
         DepartmentContact(department_id, name, tuple(reporters[department_id]))
         for department_id, name in names.items()
@@ -379,9 +354,16 @@ def compute_summary(
         departments=tuple(blocks),
         reported=reported,
         not_reported=not_reported,
-        overdue=_overdue(data, today),
+        overdue=_overdue(units, latest, today),
         targets=tuple(progress),
-        changes=_changes(data, lines, lines_before, progress, names),
+        changes=_changes(
+            data,
+            units,
+            latest_before=latest_before,
+            lines=lines,
+            lights_before=lights_before,
+            progress=progress,
+        ),
         delivery_issues=tuple(
             DeliveryIssue(item.kind, item.recipient, item.task_code, item.reason)
             for item in delivery_issues
@@ -398,9 +380,20 @@ def pace(
     deadline: date,
     today: date,
     value: Decimal | None,
-) -> tuple[Decimal | None, Decimal | None, Decimal | None, bool]:
+) -> _PaceResult:
     """(percent, expected_percent, expected_value, behind) of one target on `today`."""
-    fraction = _elapsed(start, deadline, today)
+    return _pace(goal, comparator, baseline, _elapsed(start, deadline, today), value)
+
+
+def _pace(
+    goal: Decimal,
+    comparator: Comparator,
+    baseline: Decimal | None,
+    fraction: Decimal | None,
+    value: Decimal | None,
+) -> _PaceResult:
+    """`pace` with the elapsed share of time already worked out (it is the same for every
+    target with the same deadline)."""
     growing = comparator in (Comparator.AT_LEAST, Comparator.MORE_THAN)
     base = baseline if baseline is not None else Decimal(0)
     span = goal - base if growing else base - goal
@@ -427,192 +420,319 @@ def _elapsed(start: date | None, deadline: date, today: date) -> Decimal | None:
     return Decimal(done) / Decimal(total)
 
 
-def _task_heads(assignments: Sequence[AssignmentRow]) -> dict[int, AssignmentRow]:
-    heads: dict[int, AssignmentRow] = {}
-    for row in assignments:
-        heads.setdefault(row.task_id, row)
-    return heads
+class _Units:
+    """The plan's units, grouped once for every part of the summary."""
+
+    def __init__(self, assignments: Sequence[AssignmentRow]) -> None:
+        # Per active task, in document order; the first is the task's head row.
+        self.by_task: dict[int, list[AssignmentRow]] = defaultdict(list)
+        # Departments with active tasks, in order of first appearance in the plan.
+        self.names: dict[int, str] = {}
+        for row in assignments:
+            self.by_task[row.task_id].append(row)
+            self.names.setdefault(row.department_id, row.department_name)
+        # Whose report of "done" finishes a task: its lead(s), or every unit when none leads.
+        self.deciders = {
+            task_id: [row for row in rows if row.role is Role.LEAD] or rows
+            for task_id, rows in self.by_task.items()
+        }
+
+    def head(self, task_id: int | None) -> AssignmentRow | None:
+        rows = self.by_task.get(task_id) if task_id is not None else None
+        return rows[0] if rows else None
+
+    def task_done(self, task_id: int, latest: dict[tuple[int, int], ReportRow]) -> bool:
+        return all(
+            (report := latest.get((task_id, row.department_id))) is not None
+            and report.status is ReportStatus.DONE
+            for row in self.deciders[task_id]
+        )
 
 
-def _department_names(assignments: Sequence[AssignmentRow]) -> dict[int, str]:
-    """Departments with active tasks, in order of first appearance in the plan."""
-    names: dict[int, str] = {}
-    for row in assignments:
-        names.setdefault(row.department_id, row.department_name)
-    return names
+def _by_unit(reports: Iterable[ReportRow]) -> dict[tuple[int, int], ReportRow]:
+    return {(report.task_id, report.department_id): report for report in reports}
 
 
-def _progress(
-    data: SummaryData,
-    values: Sequence[ValueRow],
-    today: date,
-    previous: dict[int, Decimal],
-) -> list[TargetProgress]:
-    """Every goal and every target of a task with units, against the latest values given."""
-    heads = _task_heads(data.assignments)
-    latest = {row.target_id: row for row in values}
-    result = []
+def _paced(
+    data: SummaryData, units: _Units, values: Sequence[ValueRow], today: date
+) -> Iterator[tuple[TargetRow, AssignmentRow | None, date, Decimal | None, _PaceResult]]:
+    """(target, its task's head row, deadline, latest value, pace) for every goal and every
+    target of a task with units."""
+    latest = {row.target_id: row.value for row in values}
+    elapsed: dict[date, Decimal | None] = {}  # by deadline: many targets share one
+    start = data.plan.issued_on
     for target in data.targets:
-        head = heads.get(target.task_id) if target.task_id is not None else None
+        head = units.head(target.task_id)
         if target.task_id is not None and head is None:
             continue  # a target of a task with no units: not in the summary
         deadline = target.deadline or (head.deadline if head else data.plan.horizon)
-        reported = latest.get(target.id)
-        value = reported.value if reported else None
-        percent, expected_percent, expected_value, behind = pace(
+        if deadline not in elapsed:
+            elapsed[deadline] = _elapsed(start, deadline, today)
+        value = latest.get(target.id)
+        paced = _pace(target.value, target.comparator, target.baseline, elapsed[deadline], value)
+        yield target, head, deadline, value, paced
+
+
+def _progress(
+    data: SummaryData, units: _Units, today: date, previous: dict[int, Decimal]
+) -> list[TargetProgress]:
+    """Every goal and every target of a task with units, against the latest values."""
+    return [
+        TargetProgress(
+            target_id=target.id,
+            task_id=target.task_id,
+            task_code=head.code if head else None,
+            metric=target.metric,
+            unit=target.unit,
             goal=target.value,
             comparator=target.comparator,
-            baseline=target.baseline,
-            start=data.plan.issued_on,
             deadline=deadline,
-            today=today,
+            baseline=target.baseline,
             value=value,
+            previous_value=previous.get(target.id),
+            percent=percent,
+            expected_percent=expected_percent,
+            expected_value=expected_value,
+            behind=behind,
         )
-        result.append(
-            TargetProgress(
-                target_id=target.id,
-                task_id=target.task_id,
-                task_code=head.code if head else None,
-                metric=target.metric,
-                unit=target.unit,
-                goal=target.value,
-                comparator=target.comparator,
-                deadline=deadline,
-                baseline=target.baseline,
-                value=value,
-                previous_value=previous.get(target.id),
-                percent=percent,
-                expected_percent=expected_percent,
-                expected_value=expected_value,
-                behind=behind,
-            )
-        )
-    return result
+        for target, head, deadline, value, (
+            percent,
+            expected_percent,
+            expected_value,
+            behind,
+        ) in _paced(data, units, data.values, today)
+    ]
 
 
 def _lines(
     data: SummaryData,
-    reports: Sequence[ReportRow],
-    *,
+    units: _Units,
+    latest: dict[tuple[int, int], ReportRow],
     progress: Sequence[TargetProgress],
+    *,
     now: datetime,
     today: date,
     silent_since: datetime,
 ) -> dict[tuple[int, int], TaskLine]:
     """Every (task, department) line as of `now`, given the latest reports as of then."""
-    latest = {(report.task_id, report.department_id): report for report in reports}
     behind: dict[int, list[TargetProgress]] = defaultdict(list)
     for item in progress:
         if item.task_id is not None and item.behind:
             behind[item.task_id].append(item)
-    units: dict[int, list[AssignmentRow]] = defaultdict(list)
-    for row in data.assignments:
-        units[row.task_id].append(row)
-
+    behind_targets = {task_id: tuple(items) for task_id, items in behind.items()}
     lines: dict[tuple[int, int], TaskLine] = {}
-    for task_id, rows in units.items():
-        deciders = [row for row in rows if row.role is Role.LEAD] or rows
-        task_done = all(
-            (report := latest.get((task_id, row.department_id))) is not None
-            and report.status is ReportStatus.DONE
-            for row in deciders
+    for row, report, judged in _judged(
+        data, units, latest, behind_targets, now=now, today=today, silent_since=silent_since
+    ):
+        lines[row.task_id, row.department_id] = TaskLine(
+            task_id=row.task_id,
+            code=row.code,
+            title=row.title,
+            role=row.role,
+            deadline=row.deadline,
+            light=judged.light,
+            reasons=judged.reasons,
+            status=report.status if report else None,
+            reported_at=report.created_at if report else None,
+            overdue_days=(today - row.deadline).days if judged.overdue else 0,
+            silent_days=(now - report.created_at).days if judged.silent and report else None,
+            behind=behind_targets[row.task_id] if judged.late else (),
         )
-        threshold = two_cycles_before(now, rows[0].cycle) if rows[0].cycle else silent_since
+    return lines
+
+
+def _lights_before(
+    data: SummaryData,
+    units: _Units,
+    latest_before: dict[tuple[int, int], ReportRow],
+    before_day: date,
+    *,
+    silent_since: datetime,
+) -> dict[tuple[int, int], Light]:
+    """The light of every (task, department) line as it was at the start of the week."""
+    behind_tasks = {
+        target.task_id
+        for target, _head, _deadline, _value, (*_percents, behind) in _paced(
+            data, units, data.values_before, before_day
+        )
+        if target.task_id is not None and behind
+    }
+    return {
+        (row.task_id, row.department_id): judged.light
+        for row, _report, judged in _judged(
+            data,
+            units,
+            latest_before,
+            behind_tasks,
+            now=data.since,
+            today=before_day,
+            silent_since=silent_since,
+        )
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Judgement:
+    reasons: tuple[Reason, ...]  # every reason that applies, most urgent first
+    light: Light  # of the most urgent reason
+    overdue: bool
+    silent: bool
+    late: bool  # behind pace
+
+
+def _judged(
+    data: SummaryData,
+    units: _Units,
+    latest: dict[tuple[int, int], ReportRow],
+    behind_tasks: Container[int],
+    *,
+    now: datetime,
+    today: date,
+    silent_since: datetime,
+) -> Iterator[tuple[AssignmentRow, ReportRow | None, _Judgement]]:
+    """Every unit of every active task with its latest report and what it amounts to."""
+    thresholds: dict[str | None, datetime] = {}  # silent when not heard from since, by cycle
+    for task_id, rows in units.by_task.items():
+        task_done = units.task_done(task_id, latest)
+        cycle = rows[0].cycle
+        if cycle not in thresholds:
+            thresholds[cycle] = two_cycles_before(now, cycle) if cycle else silent_since
+        threshold = thresholds[cycle]
         watched = data.plan.created_at <= threshold  # the bot was there for those cycles
+        task_behind = task_id in behind_tasks
         for row in rows:
             report = latest.get((task_id, row.department_id))
             status = report.status if report else None
             done = task_done or status is ReportStatus.DONE
             silent = not done and watched and (report is None or report.created_at < threshold)
             overdue = not done and row.deadline < today
-            late_targets = tuple(behind[task_id]) if row.role is Role.LEAD and not done else ()
-            reasons = [
-                reason
-                for reason, applies in (
-                    (Reason.OVERDUE, overdue),
-                    (Reason.BLOCKED, status is ReportStatus.BLOCKED),
-                    (Reason.SILENT, silent),
-                    (Reason.AT_RISK, status is ReportStatus.AT_RISK),
-                    (Reason.BEHIND_PACE, bool(late_targets)),
-                    (Reason.NO_REPORT, report is None and not silent and not done),
-                    (Reason.ON_TRACK, status is ReportStatus.ON_TRACK and not done),
-                    (Reason.DONE, done),
-                )
-                if applies
-            ]
-            lines[task_id, row.department_id] = TaskLine(
-                task_id=task_id,
-                code=row.code,
-                title=row.title,
-                role=row.role,
-                deadline=row.deadline,
-                light=min((REASON_LIGHT[r] for r in reasons), key=URGENCY.get),
-                reasons=tuple(reasons),
-                status=status,
-                reported_at=report.created_at if report else None,
-                overdue_days=(today - row.deadline).days if overdue else 0,
-                silent_days=(now - report.created_at).days if silent and report else None,
-                behind=late_targets,
-            )
-    return lines
+            late = task_behind and row.role is Role.LEAD and not done
+            yield row, report, _JUDGEMENTS[overdue, status, silent, late, done]
 
 
-def _overdue(data: SummaryData, today: date) -> tuple[OverdueTask, ...]:
-    latest = {(report.task_id, report.department_id): report for report in data.latest}
-    units: dict[int, list[AssignmentRow]] = defaultdict(list)
-    for row in data.assignments:
-        units[row.task_id].append(row)
-    found = []
-    for task_id, rows in units.items():
-        head = rows[0]
-        if head.deadline >= today:
-            continue
-        deciders = [row for row in rows if row.role is Role.LEAD] or rows
-        done = all(
-            (report := latest.get((task_id, row.department_id))) is not None
-            and report.status is ReportStatus.DONE
-            for row in deciders
+def _judgement(
+    overdue: bool,
+    status: ReportStatus | None,
+    silent: bool,
+    late: bool,
+    done: bool,
+) -> _Judgement | None:
+    """What one line amounts to; `status` None: no report yet. None for the combinations that
+    cannot occur (a report of "done" on a unit that is not done)."""
+    reasons = tuple(
+        reason
+        for reason, applies in (
+            (Reason.OVERDUE, overdue),
+            (Reason.BLOCKED, status is ReportStatus.BLOCKED),
+            (Reason.SILENT, silent),
+            (Reason.AT_RISK, status is ReportStatus.AT_RISK),
+            (Reason.BEHIND_PACE, late),
+            (Reason.NO_REPORT, status is None and not silent and not done),
+            (Reason.ON_TRACK, status is ReportStatus.ON_TRACK and not done),
+            (Reason.DONE, done),
         )
-        if not done:
-            found.append(
-                OverdueTask(
-                    task_id=task_id,
-                    code=head.code,
-                    title=head.title,
-                    deadline=head.deadline,
-                    days=(today - head.deadline).days,
-                    leads=tuple(row.department_name for row in deciders),
-                )
+        if applies
+    )
+    if not reasons:
+        return None
+    light = min((REASON_LIGHT[reason] for reason in reasons), key=URGENCY.get)
+    return _Judgement(reasons, light, overdue, silent, late)
+
+
+# Every combination, worked out once at import: each of 10^4 lines only looks its own up.
+_JUDGEMENTS = {
+    key: judgement
+    for key in product(
+        (False, True), (None, *ReportStatus), (False, True), (False, True), (False, True)
+    )
+    if (judgement := _judgement(*key)) is not None
+}
+
+
+def _blocks(
+    lines: dict[tuple[int, int], TaskLine],
+    names: dict[int, str],
+    liaisons: dict[int, list[str]],
+    reporters: dict[int, list[str]],
+) -> list[DepartmentBlock]:
+    """A block per department, the most red first, then the most yellow, then plan order."""
+    by_department: dict[int, list[TaskLine]] = defaultdict(list)
+    for (_task_id, department_id), line in lines.items():
+        by_department[department_id].append(line)
+    order = {department_id: index for index, department_id in enumerate(names)}
+    blocks = [
+        DepartmentBlock(
+            department_id=department_id,
+            name=names[department_id],
+            liaisons=tuple(liaisons[department_id]),
+            lines=tuple(sorted(department_lines, key=_line_urgency)),
+            reporters=tuple(reporters.get(department_id, ())),
+        )
+        for department_id, department_lines in by_department.items()
+    ]
+
+    def rank(block: DepartmentBlock) -> tuple[int, int, int]:
+        counts = block.counts
+        return -counts[Light.RED], -counts[Light.YELLOW], order[block.department_id]
+
+    blocks.sort(key=rank)
+    return blocks
+
+
+def _line_urgency(line: TaskLine) -> int:
+    return URGENCY[line.light]
+
+
+def _overdue(
+    units: _Units, latest: dict[tuple[int, int], ReportRow], today: date
+) -> tuple[OverdueTask, ...]:
+    found = []
+    for task_id, rows in units.by_task.items():
+        head = rows[0]
+        if head.deadline >= today or units.task_done(task_id, latest):
+            continue
+        found.append(
+            OverdueTask(
+                task_id=task_id,
+                code=head.code,
+                title=head.title,
+                deadline=head.deadline,
+                days=(today - head.deadline).days,
+                leads=tuple(row.department_name for row in units.deciders[task_id]),
             )
+        )
     found.sort(key=lambda task: -task.days)  # stable: plan order among equals
     return tuple(found)
 
 
 def _changes(
     data: SummaryData,
+    units: _Units,
+    *,
+    latest_before: dict[tuple[int, int], ReportRow],
     lines: dict[tuple[int, int], TaskLine],
-    lines_before: dict[tuple[int, int], TaskLine],
+    lights_before: dict[tuple[int, int], Light],
     progress: Sequence[TargetProgress],
-    names: dict[int, str],
 ) -> Changes:
-    heads = _task_heads(data.assignments)
-    new_reports = tuple(
-        NewReport(
-            department=names.get(report.department_id, ""),
-            liaison=report.liaison_name,
-            code=heads[report.task_id].code,
-            title=heads[report.task_id].title,
-            status=report.status,
-            created_at=report.created_at,
-        )
-        for report in data.week_reports
-        if report.task_id in heads
-    )
-    before = {(r.task_id, r.department_id): r for r in data.latest_before}
+    names = units.names
+    new_reports = []
+    for report in data.week_reports:
+        head = units.head(report.task_id)
+        if head is not None:
+            new_reports.append(
+                NewReport(
+                    department=names.get(report.department_id, ""),
+                    liaison=report.liaison_name,
+                    code=head.code,
+                    title=head.title,
+                    status=report.status,
+                    created_at=report.created_at,
+                )
+            )
     status_changes = []
     for report in data.latest:
         key = (report.task_id, report.department_id)
-        old = before.get(key)
+        old = latest_before.get(key)
         if old is not None and old.status is not report.status and key in lines:
             status_changes.append(
                 StatusChange(
@@ -628,16 +748,16 @@ def _changes(
             department=names[key[1]],
             code=line.code,
             title=line.title,
-            before=lines_before[key].light,
+            before=lights_before[key],
             after=line.light,
         )
         for key, line in lines.items()
-        if key in lines_before and lines_before[key].light is not line.light
+        if key in lights_before and lights_before[key] is not line.light
     ]
     # Worse first (what turned red), then by how far it moved; plan order among equals.
     light_changes.sort(key=lambda change: (URGENCY[change.after], -URGENCY[change.before]))
     return Changes(
-        new_reports=new_reports,
+        new_reports=tuple(new_reports),
         status_changes=tuple(status_changes),
         light_changes=tuple(light_changes),
         target_changes=tuple(item for item in progress if item.changed),

@@ -10,19 +10,25 @@ within Telegram's 4096 characters (counted in UTF-16 code units of the HTML sour
 never shorter than the parsed text): sections are split between department blocks or lines,
 never inside a line. Past `MAX_MESSAGES` messages `render_for_telegram` sends the headline and
 the whole summary as a .txt document instead.
+
+A large plan makes a summary of megabytes, so the sections are written lazily (the messages
+stop as soon as there are too many: the document takes over) and each phrase is translated once
+per rendering (`_`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
-from functools import cache
+from functools import cache, partial
+from itertools import islice
 
 from aiogram.utils.i18n import I18n
-from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import gettext as _gettext
 from aiogram.utils.text_decorations import html_decoration
 from babel.dates import format_date, format_skeleton
 
@@ -67,7 +73,7 @@ _PLAIN = _Style(bold=lambda text: text, quote=lambda text: text)
 
 @dataclass(frozen=True, slots=True)
 class _Section:
-    blocks: list[str]  # each a line or a few lines kept together when possible
+    blocks: Iterable[str]  # each a line or a few lines kept together when possible; read once
     gap: str = "\n"  # between blocks
 
 
@@ -77,15 +83,14 @@ class _Section:
 def render_summary(summary: WeeklySummary, locale: str, i18n: I18n | None = None) -> list[str]:
     """HTML messages for Telegram, each at most 4096 characters."""
     with i18n_locale(locale, i18n):
-        sections = _sections(summary, _HTML, locale)
-    return _pack(sections, MESSAGE_LIMIT)
+        return list(_pack(_sections(summary, _HTML, locale), MESSAGE_LIMIT))
 
 
 def render_summary_text(summary: WeeklySummary, locale: str, i18n: I18n | None = None) -> str:
     """The whole summary as plain text (the CLI, and the document fallback)."""
     with i18n_locale(locale, i18n):
         sections = _sections(summary, _PLAIN, locale)
-    return "\n\n".join(section.gap.join(section.blocks) for section in sections) + "\n"
+        return "\n\n".join(section.gap.join(section.blocks) for section in sections) + "\n"
 
 
 def summary_document(summary: WeeklySummary, locale: str, i18n: I18n | None = None) -> bytes:
@@ -105,14 +110,17 @@ def render_for_telegram(
     max_messages: int = MAX_MESSAGES,
 ) -> TelegramSummary:
     """The messages to send; past `max_messages`, the headline and the summary as a document."""
-    messages = render_summary(summary, locale, i18n)
-    if len(messages) <= max_messages:
-        return TelegramSummary(messages)
     with i18n_locale(locale, i18n):
+        # One message more than allowed is enough to know: the rest is never written.
+        messages = list(
+            islice(_pack(_sections(summary, _HTML, locale), MESSAGE_LIMIT), max_messages + 1)
+        )
+        if len(messages) <= max_messages:
+            return TelegramSummary(messages)
         headline = _headline(summary, _HTML, locale)
         note = _("The full summary is in the attached file.")
     return TelegramSummary(
-        _pack([headline, _Section([note])], MESSAGE_LIMIT),
+        list(_pack([headline, _Section([note])], MESSAGE_LIMIT)),
         document=summary_document(summary, locale, i18n),
         filename=summary_filename(summary),
     )
@@ -126,20 +134,22 @@ def telegram_length(text: str) -> int:
 # Sections -------------------------------------------------------------------------------------
 
 
-def _sections(summary: WeeklySummary, style: _Style, locale: str) -> list[_Section]:
-    sections = [_headline(summary, style, locale)]
-    for section in (
-        _departments(summary, style),
-        _overdue(summary, style, locale),
-        _changes(summary, style),
-        _targets(summary, style),
-        _not_reported(summary, style),
-        _reported(summary, style),
-        _delivery(summary, style),
-    ):
+def _sections(summary: WeeklySummary, style: _Style, locale: str) -> Iterator[_Section]:
+    """The sections in order, each written only when the one before has been read."""
+    yield _headline(summary, style, locale)
+    writers = (
+        _departments,
+        partial(_overdue, locale=locale),
+        _changes,
+        _targets,
+        _not_reported,
+        _reported,
+        _delivery,
+    )
+    for write in writers:
+        section = write(summary, style)
         if section is not None:
-            sections.append(section)  # noqa: PERF401 - reads better than a filtered extend
-    return sections
+            yield section
 
 
 def _headline(summary: WeeklySummary, style: _Style, locale: str) -> _Section:
@@ -208,17 +218,20 @@ def _overdue(summary: WeeklySummary, style: _Style, locale: str) -> _Section | N
     q = style.quote
     blocks = [style.bold("⏰ " + _("Overdue tasks"))]
     template = _("{code} {title} · {leads} · {days} days overdue (due {date})")
-    blocks.extend(
-        "🔴 "
-        + template.format(
-            code=q(task.code),
-            title=q(_clip(task.title)),
-            leads=_join(q(name) for name in task.leads),
-            days=task.days,
-            date=_short_date(task.deadline, locale),
+    dates: dict[date, str] = {}  # many overdue tasks share a deadline
+    for task in summary.overdue:
+        if task.deadline not in dates:
+            dates[task.deadline] = _short_date(task.deadline, locale)
+        blocks.append(
+            "🔴 "
+            + template.format(
+                code=q(task.code),
+                title=q(_clip(task.title)),
+                leads=_join(q(name) for name in task.leads),
+                days=task.days,
+                date=dates[task.deadline],
+            )
         )
-        for task in summary.overdue
-    )
     return _Section(blocks)
 
 
@@ -288,8 +301,12 @@ def _departments(summary: WeeklySummary, style: _Style) -> _Section | None:
     departments folded into one line each."""
     if not summary.departments:
         return None
+    return _Section(_department_blocks(summary, style), gap="\n\n")
+
+
+def _department_blocks(summary: WeeklySummary, style: _Style) -> Iterator[str]:
     q = style.quote
-    blocks = [style.bold(_("Departments, red first"))]
+    yield style.bold(_("Departments, red first"))
     folded: dict[Light, list[str]] = {Light.GREEN: [], Light.PENDING: []}
     for block in summary.departments:
         lights = {line.light for line in block.lines}
@@ -297,22 +314,21 @@ def _departments(summary: WeeklySummary, style: _Style) -> _Section | None:
         if len(lights) == 1 and next(iter(lights)) in folded and not behind:
             folded[next(iter(lights))].append(q(block.name))
         else:
-            blocks.append(_department(block, style))
+            yield _department(block, style)
     if folded[Light.PENDING]:
-        blocks.append(
+        yield (
             f"{LIGHT_EMOJI[Light.PENDING]} "
             + _("Awaiting a first report on every task ({count}): {names}").format(
                 count=len(folded[Light.PENDING]), names=_join(folded[Light.PENDING])
             )
         )
     if folded[Light.GREEN]:
-        blocks.append(
+        yield (
             f"{LIGHT_EMOJI[Light.GREEN]} "
             + _("Every task on track or done ({count}): {names}").format(
                 count=len(folded[Light.GREEN]), names=_join(folded[Light.GREEN])
             )
         )
-    return _Section(blocks, gap="\n\n")
 
 
 def _department(block: DepartmentBlock, style: _Style) -> str:
@@ -350,13 +366,6 @@ def _task_line(line: TaskLine, style: _Style) -> str:
 
 def _reason(line: TaskLine, reason: Reason, q: Callable[[str], str]) -> str:
     """The words for one reason; empty for on track and done (the light says it)."""
-    plain = {
-        Reason.BLOCKED: _("blocked"),
-        Reason.AT_RISK: _("at risk"),
-        Reason.NO_REPORT: _("awaiting a first report"),
-    }
-    if reason in plain:
-        return plain[reason]
     if reason is Reason.OVERDUE:
         return _("{days} days overdue").format(days=line.overdue_days)
     if reason is Reason.SILENT:
@@ -365,6 +374,17 @@ def _reason(line: TaskLine, reason: Reason, q: Callable[[str], str]) -> str:
         return _("no report for {days} days").format(days=line.silent_days)
     if reason is Reason.BEHIND_PACE:
         return _join(_behind(target, q) for target in line.behind)
+    return _plain_reason(reason)
+
+
+def _plain_reason(reason: Reason) -> str:
+    """The reasons said in words alone (translated only when asked for: 10^4 lines)."""
+    if reason is Reason.BLOCKED:
+        return _("blocked")
+    if reason is Reason.AT_RISK:
+        return _("at risk")
+    if reason is Reason.NO_REPORT:
+        return _("awaiting a first report")
     return ""
 
 
@@ -425,9 +445,8 @@ def _reported(summary: WeeklySummary, style: _Style) -> _Section:
 # Helpers --------------------------------------------------------------------------------------
 
 
-def _pack(sections: list[_Section], limit: int) -> list[str]:
+def _pack(sections: Iterable[_Section], limit: int) -> Iterator[str]:
     """Sections into messages of at most `limit`: a new section starts after a blank line."""
-    messages: list[str] = []
     current = ""
     for section in sections:
         for index, block in enumerate(section.blocks):
@@ -437,12 +456,11 @@ def _pack(sections: list[_Section], limit: int) -> list[str]:
                 if telegram_length(candidate) <= limit:
                     current = candidate
                 else:
-                    messages.append(current)
+                    yield current
                     current = piece
                 gap = "\n"
     if current:
-        messages.append(current)
-    return messages
+        yield current
 
 
 def _fit(block: str, limit: int) -> Iterator[str]:
@@ -484,12 +502,33 @@ def _cut_point(line: str, limit: int) -> int:
     return space + 1 if space > cut // 2 else cut
 
 
+# The translations looked up so far in the current `i18n_locale` block (None outside one).
+_translated: ContextVar[dict[str, str] | None] = ContextVar("summary_translated", default=None)
+
+
+def _(message: str) -> str:
+    """gettext, remembered until the end of the `i18n_locale` block: a large summary asks for
+    the same few phrases 10^5 times, and each of aiogram's lookups finds the I18n and its
+    locale in context variables anew."""
+    translated = _translated.get()
+    if translated is None:
+        return _gettext(message)
+    text = translated.get(message)
+    if text is None:
+        text = translated[message] = _gettext(message)
+    return text
+
+
 @contextmanager
 def i18n_locale(locale: str, i18n: I18n | None = None) -> Iterator[None]:
     """gettext in `locale`: with `i18n`, the current I18n (in the bot), or the project's."""
     manager = i18n or I18n.get_current(no_error=True) or _default_i18n()
     with manager.context(), manager.use_locale(locale):
-        yield
+        token = _translated.set({})
+        try:
+            yield
+        finally:
+            _translated.reset(token)
 
 
 @cache

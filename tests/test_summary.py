@@ -26,6 +26,7 @@ from bot.summary import (
 )
 from bot.summary_render import (
     MESSAGE_LIMIT,
+    i18n_locale,
     render_for_telegram,
     render_summary,
     render_summary_text,
@@ -519,6 +520,23 @@ def test_a_very_long_summary_goes_out_as_a_document() -> None:
     assert summary_document(summary, "zh") == output.document
     small = render_for_telegram(big_summary(departments=3, tasks_each=2), "zh")
     assert small.document is None and len(small.messages) == 1
+
+
+def test_messages_are_written_only_until_there_are_too_many() -> None:
+    summary = big_summary(departments=60, tasks_each=6)
+    messages = render_summary(summary, "zh")
+    enough = render_for_telegram(summary, "zh", max_messages=len(messages))
+    assert enough.messages == messages and enough.document is None
+    too_many = render_for_telegram(summary, "zh", max_messages=len(messages) - 1)
+    assert too_many.document == summary_document(summary, "zh")
+
+
+def test_each_rendering_translates_in_its_own_language() -> None:
+    summary = compute_summary(data([unit(1, "1.1", 1)]))
+    with i18n_locale("zh"):  # phrases remembered in one language are not reused in another
+        assert "Weekly summary" in render_summary(summary, "en")[0]
+        assert "督办周报" in render_summary_text(summary, "zh")
+        assert "Weekly summary" in render_summary_text(summary, "en")
 
 
 def test_a_single_oversized_block_is_split_by_lines() -> None:

@@ -13,6 +13,10 @@ carrying a value toward a target. Then the production path runs three times:
 - compute: bot.summary.compute_summary (traffic lights, pace, changes);
 - render:  bot.summary_render.render_for_telegram (Chinese, HTML messages or a document).
 
+The process is set up as `duban run`'s is: the objects alive after the imports (and the fill)
+are frozen out of the garbage collector's full passes (gc.freeze, as bot/cli.py does), and each
+run starts from a collected heap without the previous run's summary.
+
 SQL statements are counted by wrapping the Tortoise connection's execute methods. Prints the
 seconds per phase of each run, and under it where they went: CPU seconds of each phase (on a
 shared machine, wall time above CPU time is time spent waiting for a core), the seconds spent
@@ -247,8 +251,16 @@ async def measure(departments: int, tasks: int, reports: int, folder: Path) -> d
         counts = []
         pauses = CollectorPauses()
         connection = connections.get("default")
+        # As in `duban run` (bot/cli.py), what was imported is frozen out of the collector's
+        # full passes: otherwise each pass walks aiogram's ~200,000 import-time objects.
+        gc.collect()
+        gc.freeze()
+        data = summary = telegram = None
         with pauses.running():
             for _ in range(RUNS):
+                # Each run starts as the bot's would: without the previous summary in memory.
+                data = summary = telegram = None
+                gc.collect()
                 clock = Clock(pauses)
                 with (
                     clock.phase("load"),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from storage.enums import LiaisonRole
 from storage.models import Liaison
+from storage.sql import Sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,26 +21,32 @@ class PersonRecord:
     active: bool
 
 
-def _record(liaison: Liaison) -> PersonRecord:
-    department = liaison.department
-    return PersonRecord(
-        liaison_id=liaison.id,
-        telegram_user_id=liaison.telegram_user_id,
-        full_name=liaison.full_name,
-        role=liaison.role,
-        department_id=liaison.department_id,
-        department_name=department.name if department else None,
-        locale=liaison.locale,
-        active=liaison.active,
-    )
+# Read on every update (bot.people.resolve_actor): plain SQL (storage.sql), as building the
+# ORM's join query cost more than the database's work.
+_PERSON_SQL = """
+    SELECT l.id, l.full_name, l.role, l.department_id, d.name, l.locale, l.active
+    FROM liaisons l
+    LEFT JOIN departments d ON d.id = l.department_id
+    WHERE l.telegram_user_id = ?
+"""
 
 
 async def get_person(telegram_user_id: int) -> PersonRecord | None:
     """The person behind a Telegram user id, with their department, in one query."""
-    liaison = (
-        await Liaison.filter(telegram_user_id=telegram_user_id).select_related("department").first()
+    rows = await Sql(Liaison._meta.db).fetch(_PERSON_SQL, [telegram_user_id])
+    if not rows:
+        return None
+    liaison_id, full_name, role, department_id, department_name, locale, active = rows[0]
+    return PersonRecord(
+        liaison_id=liaison_id,
+        telegram_user_id=telegram_user_id,
+        full_name=full_name,
+        role=LiaisonRole(role),
+        department_id=department_id,
+        department_name=department_name,
+        locale=locale,
+        active=bool(active),
     )
-    return _record(liaison) if liaison else None
 
 
 async def set_locale(telegram_user_id: int, full_name: str, locale: str) -> None:

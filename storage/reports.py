@@ -15,7 +15,8 @@ from tortoise.exceptions import IntegrityError
 
 from bot.plan_model import Comparator, Role
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Assignment, Liaison, Report, Target
+from storage.models import Assignment, Liaison, Report, Target, Task
+from storage.sql import Sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,38 +136,57 @@ async def department_tasks(department_id: int) -> list[TaskChoice]:
     return sorted(choices, key=_lead_first)  # stable: document order within each role
 
 
+# The check behind every report button: plain SQL (storage.sql), as the ORM's query building
+# cost more than the database's work, three times per report.
+_UNITS_SQL = """
+    SELECT a.department_id, a.role, d.name, t.code, t.title, t.deadline, t.cycle, p.default_cycle
+    FROM assignments a
+    JOIN tasks t ON t.id = a.task_id
+    JOIN plans p ON p.id = t.plan_id
+    JOIN departments d ON d.id = a.department_id
+    WHERE a.task_id = ? AND t.withdrawn_at IS NULL
+    ORDER BY a."position"
+"""
+
+_TARGETS_SQL = """
+    SELECT id, metric, "value", unit, comparator, deadline
+    FROM targets
+    WHERE task_id = ?
+    ORDER BY "position"
+"""
+
+
 async def _report_task(task_id: int, department_id: int | None) -> ReportTask | None:
     """An active task with its targets and lead units, in two queries; with `department_id`,
     None unless that department is one of the task's units (and `role` says which)."""
-    units = (
-        await Assignment.filter(task_id=task_id, task__withdrawn_at__isnull=True)
-        .order_by("position")
-        .values("department_id", "role", "department__name", "task__code", "task__title",
-                "task__deadline", "task__cycle", "task__plan__default_cycle")
-    )  # fmt: skip
+    sql = Sql(Task._meta.db)
+    units = await sql.fetch(_UNITS_SQL, [task_id])
     if not units:
         return None  # no such task, withdrawn, or (never in an imported plan) without units
     role = None
     if department_id is not None:
-        role = next((Role(u["role"]) for u in units if u["department_id"] == department_id), None)
+        role = next((Role(unit[1]) for unit in units if unit[0] == department_id), None)
         if role is None:
             return None
-    targets = await Target.filter(task_id=task_id).order_by("position")
-    first = units[0]
+    value, deadline = (
+        Target._meta.fields_map[name].to_python_value for name in ("value", "deadline")
+    )
+    targets = tuple(
+        TargetInfo(target_id, metric, value(amount), unit, Comparator(comparator), deadline(due))
+        for target_id, metric, amount, unit, comparator, due in await sql.fetch(
+            _TARGETS_SQL, [task_id]
+        )
+    )
+    _department, _role, _name, code, title, due, task_rule, plan_rule = units[0]
     return ReportTask(
         id=task_id,
-        code=first["task__code"],
-        title=first["task__title"],
-        deadline=first["task__deadline"],
-        targets=tuple(
-            TargetInfo(t.id, t.metric, t.value, t.unit, Comparator(t.comparator), t.deadline)
-            for t in targets
-        ),
-        lead_departments=tuple(
-            str(unit["department__name"]) for unit in units if unit["role"] == Role.LEAD
-        ),
+        code=code,
+        title=title,
+        deadline=Task._meta.fields_map["deadline"].to_python_value(due),
+        targets=targets,
+        lead_departments=tuple(str(unit[2]) for unit in units if unit[1] == Role.LEAD),
         role=role,
-        rule=first["task__cycle"] or first["task__plan__default_cycle"],
+        rule=task_rule or plan_rule,
     )
 
 
@@ -232,15 +252,58 @@ async def create_report(new: NewReport) -> ReportRecord | None:
     return await get_report(report.id)
 
 
+# One report with its department and liaison, read after every store and on every edit or
+# withdrawal: plain SQL (storage.sql), as the ORM's two-join query cost more than the database.
+_REPORT_SQL = """
+    SELECT r.id, r.task_id, r.department_id, d.name, r.liaison_id, l.full_name,
+           l.telegram_user_id, r.status, r.text, r."values", r.attachments, r.chat_id,
+           r.message_id, r.cycle_key, r.created_at, r.edited_at, r.withdrawn_at
+    FROM reports r
+    JOIN departments d ON d.id = r.department_id
+    JOIN liaisons l ON l.id = r.liaison_id
+    WHERE {condition}
+"""
+_REPORT_BY_ID = _REPORT_SQL.format(condition="r.id = ?")
+_REPORT_BY_MESSAGE = _REPORT_SQL.format(condition="r.chat_id = ? AND r.message_id = ?")
+
+
+async def _read_report(query: str, values: list[int]) -> ReportRecord | None:
+    rows = await Sql(Report._meta.db).fetch(query, values)
+    if not rows:
+        return None
+    (report_id, task_id, department_id, department_name, liaison_id, liaison_name, user_id,
+     status, text, values_json, attachments_json, chat_id, message_id, cycle_key, created_at,
+     edited_at, withdrawn_at) = rows[0]  # fmt: skip
+    fields = Report._meta.fields_map
+    json, moment = fields["values"].to_python_value, fields["created_at"].to_python_value
+    return ReportRecord(
+        id=report_id,
+        task_id=task_id,
+        department_id=department_id,
+        department_name=department_name,
+        liaison_id=liaison_id,
+        liaison_name=liaison_name,
+        liaison_user_id=user_id,
+        status=ReportStatus(status),
+        text=text,
+        values=tuple(json(values_json)),
+        attachments=tuple(json(attachments_json)),
+        chat_id=chat_id,
+        message_id=message_id,
+        cycle_key=cycle_key,
+        created_at=moment(created_at),
+        edited_at=moment(edited_at),
+        withdrawn_at=moment(withdrawn_at),
+    )
+
+
 async def get_report(report_id: int) -> ReportRecord | None:
-    report = await _with_people().filter(id=report_id).first()
-    return None if report is None else _record(report)
+    return await _read_report(_REPORT_BY_ID, [report_id])
 
 
 async def find_report_by_message(chat_id: int, message_id: int) -> ReportRecord | None:
     """The report whose text came from this Telegram message (for edited messages)."""
-    report = await _with_people().filter(chat_id=chat_id, message_id=message_id).first()
-    return None if report is None else _record(report)
+    return await _read_report(_REPORT_BY_MESSAGE, [chat_id, message_id])
 
 
 async def report_exists(chat_id: int, message_id: int) -> bool:

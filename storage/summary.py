@@ -12,20 +12,18 @@ have then.
 
 from __future__ import annotations
 
-import itertools
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.timezone import get_default_timezone
 
 from bot.plan_model import Comparator, DepartmentKind, Role
 from storage.enums import LiaisonRole, ReportStatus
 from storage.models import Liaison, Plan, Report, Target, Task
+from storage.sql import Converter, Sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +126,7 @@ async def load_summary_data(
     if plan is None:
         return None
 
-    sql = _Sql(Report._meta.db)
+    sql = Sql(Report._meta.db)
     assignments = await _assignments(sql, plan.id)
     targets = await _targets(sql, plan.id, assignments)
     reports = _ReportRows()
@@ -173,12 +171,11 @@ async def load_summary_data(
 
 
 # The queries over assignments and reports return tens of thousands of rows on a large plan. They
-# are plain SQL, read as tuples: building them with the ORM converts every column of every row
-# through its field (parsing 10^5 dates on SQLite is most of the cost), and cannot express the
-# latest-per-(task, department) aggregate in one pass. The SQL is the same on SQLite and
-# PostgreSQL but for the placeholders (`_Sql`); the conversions below mirror Tortoise's own
-# (aware datetimes in its default timezone, dates, enums), so the rows are what the ORM would
-# give. Datetime parameters go to the driver as they come, as the ORM passes them.
+# are plain SQL (storage.sql), read as tuples: building them with the ORM converts every column of
+# every row through its field (parsing 10^5 dates on SQLite is most of the cost), and cannot
+# express the latest-per-(task, department) aggregate in one pass. The conversions below mirror
+# Tortoise's own (aware datetimes in its default timezone, dates, enums), so the rows are what the
+# ORM would give. Datetime bounds go to the driver in UTC (storage.sql.Sql).
 
 # Reports that count: not withdrawn, on an active task of the plan, made up to `now`. Written
 # as a cross join so that SQLite walks the reports table in storage order and looks the task
@@ -246,46 +243,10 @@ _TARGETS_SQL = """
 """
 
 
-class _Sql:
-    """Plain SQL through a Tortoise connection, written with `?` placeholders."""
-
-    def __init__(self, connection: BaseDBAsyncClient) -> None:
-        self.connection = connection
-        self.dialect = connection.capabilities.dialect
-        if self.dialect not in ("sqlite", "postgres"):
-            raise NotImplementedError(f"the summary has no SQL for {self.dialect}")
-
-    async def fetch(self, query: str, values: list) -> Sequence[Sequence[Any]]:
-        # SQLite compares the stored ISO text, which the bot writes in UTC: a bound in another
-        # offset (`duban summary --date` passes local time) would be off by hours.
-        values = [v.astimezone(UTC) if isinstance(v, datetime) else v for v in values]
-        if self.dialect == "postgres":  # asyncpg numbers its placeholders: $1, $2, …
-            numbers = itertools.count(1)
-            query = re.sub(r"\?", lambda _match: f"${next(numbers)}", query)
-        _count, rows = await self.connection.execute_query(query, values)
-        return rows
-
-
-class _Converter:
-    """A column's values as the ORM reads them, each distinct value converted once (a plan
-    has a handful of deadlines, kinds and roles over tens of thousands of rows)."""
-
-    def __init__(self, convert: Callable[[Any], Any]) -> None:
-        self.convert = convert
-        self.seen: dict[Any, Any] = {}
-
-    def __call__(self, value: Any) -> Any:
-        try:
-            return self.seen[value]
-        except KeyError:
-            converted = self.seen[value] = self.convert(value)
-            return converted
-
-
-async def _assignments(sql: _Sql, plan_id: int) -> tuple[AssignmentRow, ...]:
+async def _assignments(sql: Sql, plan_id: int) -> tuple[AssignmentRow, ...]:
     """Every unit of every active task, in document order."""
-    deadline = _Converter(Task._meta.fields_map["deadline"].to_python_value)
-    kind, role = _Converter(DepartmentKind), _Converter(Role)
+    deadline = Converter(Task._meta.fields_map["deadline"].to_python_value)
+    kind, role = Converter(DepartmentKind), Converter(Role)
     return tuple(
         AssignmentRow(
             task_id=task_id,
@@ -313,13 +274,13 @@ async def _assignments(sql: _Sql, plan_id: int) -> tuple[AssignmentRow, ...]:
 
 
 async def _targets(
-    sql: _Sql, plan_id: int, assignments: tuple[AssignmentRow, ...]
+    sql: Sql, plan_id: int, assignments: tuple[AssignmentRow, ...]
 ) -> tuple[TargetRow, ...]:
     """Goals first, then the targets of active tasks in document order."""
     fields = Target._meta.fields_map
-    decimal = _Converter(fields["value"].to_python_value)  # both columns: DECIMAL(20,4)
-    deadline = _Converter(fields["deadline"].to_python_value)
-    comparator = _Converter(Comparator)
+    decimal = Converter(fields["value"].to_python_value)  # both columns: DECIMAL(20,4)
+    deadline = Converter(fields["deadline"].to_python_value)
+    comparator = Converter(Comparator)
     task_order = {
         task_id: index
         for index, task_id in enumerate(dict.fromkeys(row.task_id for row in assignments))
@@ -362,7 +323,7 @@ class _ReportRows:
 
     def __init__(self) -> None:
         self.by_id: dict[int, ReportRow] = {}
-        self.status = _Converter(ReportStatus)
+        self.status = Converter(ReportStatus)
         self.zone = get_default_timezone()
         self.parse = Report._meta.fields_map["created_at"].to_python_value
 
@@ -396,7 +357,7 @@ class _ReportRows:
 
 
 async def _latest_reports(
-    sql: _Sql, reports: _ReportRows, plan_id: int, now: datetime, since: datetime
+    sql: Sql, reports: _ReportRows, plan_id: int, now: datetime, since: datetime
 ) -> tuple[tuple[ReportRow, ...], tuple[ReportRow, ...]]:
     """(latest per (task, department) up to `now`, latest per (task, department) before
     `since`), each by report id."""
@@ -418,7 +379,7 @@ def _by_id(report: ReportRow) -> int:
 
 
 async def _latest_values(
-    sql: _Sql, plan_id: int, now: datetime, week_ids: set[int], known_targets: set[int]
+    sql: Sql, plan_id: int, now: datetime, week_ids: set[int], known_targets: set[int]
 ) -> tuple[tuple[ValueRow, ...], tuple[ValueRow, ...]]:
     """(latest value per target up to `now`, latest per target before the week).
 

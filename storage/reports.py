@@ -357,41 +357,32 @@ async def task_reports(
     ]
 
 
+# Read when a support unit reports (whom to tell) and when a report is stored (its cycle):
+# plain SQL (storage.sql) like the report path's other reads.
+_LEAD_LIAISONS_SQL = """
+    SELECT DISTINCT l.id, l.telegram_user_id, l.full_name, l.locale, d.name
+    FROM liaisons l
+    JOIN departments d ON d.id = l.department_id
+    JOIN assignments a ON a.department_id = l.department_id
+    WHERE a.task_id = ? AND a.role = ? AND l.active = ? AND l.role = ?
+    ORDER BY l.id
+"""
+
+_ANSWERED_SQL = """
+    SELECT DISTINCT cycle_key FROM reports
+    WHERE task_id = ? AND department_id = ? AND withdrawn_at IS NULL AND cycle_key IS NOT NULL
+"""
+
+
 async def lead_liaisons(task_id: int) -> list[Recipient]:
     """Active liaisons of the task's lead department(s)."""
-    liaisons = (
-        await Liaison.filter(
-            active=True,
-            role=LiaisonRole.LIAISON,
-            department__assignments__task_id=task_id,
-            department__assignments__role=Role.LEAD,
-        )
-        .select_related("department")
-        .order_by("id")
-        .distinct()
+    rows = await Sql(Liaison._meta.db).fetch(
+        _LEAD_LIAISONS_SQL, [task_id, Role.LEAD.value, True, LiaisonRole.LIAISON.value]
     )
-    return [
-        Recipient(
-            liaison.id,
-            liaison.telegram_user_id,
-            liaison.full_name,
-            liaison.locale,
-            liaison.department.name if liaison.department else "",
-        )
-        for liaison in liaisons
-    ]
+    return [Recipient(*row) for row in rows]
 
 
 async def answered_cycles(task_id: int, department_id: int) -> set[str]:
     """The cycle keys the department has already answered on the task (live reports)."""
-    answered = (
-        await Report.filter(
-            task_id=task_id,
-            department_id=department_id,
-            withdrawn_at__isnull=True,
-            cycle_key__isnull=False,
-        )
-        .distinct()
-        .values_list("cycle_key", flat=True)
-    )
-    return {str(key) for key in answered}
+    rows = await Sql(Report._meta.db).fetch(_ANSWERED_SQL, [task_id, department_id])
+    return {str(key) for (key,) in rows}

@@ -307,7 +307,9 @@ async def find_report_by_message(chat_id: int, message_id: int) -> ReportRecord 
 
 
 async def report_exists(chat_id: int, message_id: int) -> bool:
-    return await Report.filter(chat_id=chat_id, message_id=message_id).exists()
+    """Whether this Telegram message is already a report (a duplicated update): on every reply."""
+    query = "SELECT 1 FROM reports WHERE chat_id = ? AND message_id = ?"
+    return bool(await Sql(Report._meta.db).fetch(query, [chat_id, message_id]))
 
 
 async def update_report(

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import cache, lru_cache
 
 import chinese_calendar
 
@@ -214,9 +215,17 @@ def _split_by_year(entry: CalendarEntry) -> list[CalendarEntry]:
     return [*pieces, CalendarEntry(start, entry.end, entry.kind, entry.note)]
 
 
+@cache
 def _package_years() -> frozenset[int]:
     holidays = chinese_calendar.holidays
     return frozenset(range(min(holidays).year, max(holidays).year + 1))
+
+
+@lru_cache(maxsize=4096)
+def _package_is_workday(day: date) -> bool:
+    # The package's data never changes while the process runs, and each of its answers scans
+    # its whole table for the covered range first: a report's cycle asks about a dozen days.
+    return bool(chinese_calendar.is_workday(day))
 
 
 class WorkCalendar:
@@ -238,7 +247,7 @@ class WorkCalendar:
         if (kind := self.extra.days.get(day)) is not None:
             return kind is DayKind.WORKDAY
         if day.year in self._package_years:
-            return bool(chinese_calendar.is_workday(day))
+            return _package_is_workday(day)
         return day.weekday() < _SATURDAY
 
     def next_workday(self, day: date) -> date:

@@ -522,16 +522,29 @@ async def show_tasks(
         await message.answer(_not_found_text(match), reply_markup=markup)
 
 
+async def _argument(
+    message: Message, command: CommandObject, actor: Actor | None, usage: str
+) -> str | None:
+    """The command's argument; None when the sender may not look things up or gave none (either
+    way they have been answered)."""
+    if not _may_look_up(actor):
+        await message.answer(_guest_refusal())
+        return None
+    query = (command.args or "").strip()
+    if not query:
+        await message.answer(usage)
+        return None
+    return query
+
+
 async def show_task(
     message: Message, command: CommandObject, settings: Settings, actor: Actor | None = None
 ) -> None:
     """/task CODE: the full card of one task."""
-    if not _may_look_up(actor):
-        await message.answer(_guest_refusal())
-        return
-    query = (command.args or "").strip()
-    if not query:
-        await message.answer(_("Usage: /task CODE, for example /task 2.1.3"))
+    query = await _argument(
+        message, command, actor, _("Usage: /task CODE, for example /task 2.1.3")
+    )
+    if query is None:
         return
     resolution = await lookup.resolve_task(query)
     card = None
@@ -560,12 +573,10 @@ async def show_department(
     message: Message, command: CommandObject, settings: Settings, actor: Actor | None = None
 ) -> None:
     """/dept NAME: fuzzy; one match -> its card, several -> buttons, none -> closest names."""
-    if not _may_look_up(actor):
-        await message.answer(_guest_refusal())
-        return
-    query = (command.args or "").strip()
-    if not query:
-        await message.answer(_("Usage: /dept NAME, for example /dept 建设局"))
+    query = await _argument(
+        message, command, actor, _("Usage: /dept NAME, for example /dept 建设局")
+    )
+    if query is None:
         return
     match = await lookup.find_departments(query)
     if match.found is not None:

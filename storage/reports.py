@@ -7,9 +7,11 @@ longer count: `task_reports` leaves them out unless asked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
@@ -204,33 +206,6 @@ async def task_for_department(task_id: int, department_id: int) -> ReportTask | 
     return await _report_task(task_id, department_id)
 
 
-def _record(report: Report, role: Role | None = None) -> ReportRecord:
-    return ReportRecord(
-        id=report.id,
-        task_id=report.task_id,
-        department_id=report.department_id,
-        department_name=report.department.name,
-        liaison_id=report.liaison_id,
-        liaison_name=report.liaison.full_name,
-        liaison_user_id=report.liaison.telegram_user_id,
-        status=ReportStatus(report.status),
-        text=report.text,
-        values=tuple(report.values),
-        attachments=tuple(report.attachments),
-        chat_id=report.chat_id,
-        message_id=report.message_id,
-        cycle_key=report.cycle_key,
-        created_at=report.created_at,
-        edited_at=report.edited_at,
-        withdrawn_at=report.withdrawn_at,
-        role=role,
-    )
-
-
-def _with_people():  # a QuerySet[Report] with the department and liaison joined
-    return Report.all().select_related("department", "liaison")
-
-
 async def create_report(new: NewReport) -> ReportRecord | None:
     """Store a report; None when (chat_id, message_id) is already stored (a duplicated update)."""
     try:
@@ -267,13 +242,11 @@ _REPORT_BY_ID = _REPORT_SQL.format(condition="r.id = ?")
 _REPORT_BY_MESSAGE = _REPORT_SQL.format(condition="r.chat_id = ? AND r.message_id = ?")
 
 
-async def _read_report(query: str, values: list[int]) -> ReportRecord | None:
-    rows = await Sql(Report._meta.db).fetch(query, values)
-    if not rows:
-        return None
+def _row_record(row: Sequence[Any]) -> ReportRecord:
+    """A ReportRecord from a row of `_REPORT_SQL`, converted as the ORM converts the fields."""
     (report_id, task_id, department_id, department_name, liaison_id, liaison_name, user_id,
      status, text, values_json, attachments_json, chat_id, message_id, cycle_key, created_at,
-     edited_at, withdrawn_at) = rows[0]  # fmt: skip
+     edited_at, withdrawn_at) = row  # fmt: skip
     fields = Report._meta.fields_map
     json, moment = fields["values"].to_python_value, fields["created_at"].to_python_value
     return ReportRecord(
@@ -295,6 +268,11 @@ async def _read_report(query: str, values: list[int]) -> ReportRecord | None:
         edited_at=moment(edited_at),
         withdrawn_at=moment(withdrawn_at),
     )
+
+
+async def _read_report(query: str, values: list[int]) -> ReportRecord | None:
+    rows = await Sql(Report._meta.db).fetch(query, values)
+    return _row_record(rows[0]) if rows else None
 
 
 async def get_report(report_id: int) -> ReportRecord | None:
@@ -344,19 +322,20 @@ async def task_reports(
     task_id: int, *, include_withdrawn: bool = False, limit: int | None = None
 ) -> list[ReportRecord]:
     """A task's reports, newest first, with each department's role on the task."""
-    query = _with_people().filter(task_id=task_id).order_by("-created_at", "-id")
-    if not include_withdrawn:
-        query = query.filter(withdrawn_at__isnull=True)
+    condition = "r.task_id = ?" if include_withdrawn else "r.task_id = ? AND r.withdrawn_at IS NULL"
+    query = _REPORT_SQL.format(condition=condition) + " ORDER BY r.created_at DESC, r.id DESC"
+    values = [task_id]
     if limit is not None:
-        query = query.limit(limit)
-    reports = await query
+        query += " LIMIT ?"
+        values.append(limit)
+    rows = await Sql(Report._meta.db).fetch(query, values)
     roles = dict(await Assignment.filter(task_id=task_id).values_list("department_id", "role"))
-    return [
-        _record(
-            report, Role(roles[report.department_id]) if report.department_id in roles else None
-        )
-        for report in reports
-    ]
+    records = [_row_record(row) for row in rows]
+    return [replace(record, role=_role(roles.get(record.department_id))) for record in records]
+
+
+def _role(value: str | None) -> Role | None:
+    return Role(value) if value else None
 
 
 # Read when a support unit reports (whom to tell) and when a report is stored (its cycle):

@@ -303,7 +303,10 @@ def compute_summary(
     latest, latest_before = _by_unit(data.latest), _by_unit(data.latest_before)
     previous = {row.target_id: row.value for row in data.values_before}
     progress = _progress(data, units, today, previous)
-    lines = _lines(data, units, latest, progress, now=now, today=today, silent_since=silent_since)
+    done_tasks = units.done_tasks(latest)
+    lines = _lines(
+        data, units, latest, done_tasks, progress, now=now, today=today, silent_since=silent_since
+    )
     lights_before = _lights_before(
         data, units, latest_before, before_day, silent_since=silent_since - week
     )
@@ -354,7 +357,7 @@ def compute_summary(
         departments=tuple(blocks),
         reported=reported,
         not_reported=not_reported,
-        overdue=_overdue(units, latest, today),
+        overdue=_overdue(units, done_tasks, today),
         targets=tuple(progress),
         changes=_changes(
             data,
@@ -441,12 +444,20 @@ class _Units:
         rows = self.by_task.get(task_id) if task_id is not None else None
         return rows[0] if rows else None
 
-    def task_done(self, task_id: int, latest: dict[tuple[int, int], ReportRow]) -> bool:
-        return all(
-            (report := latest.get((task_id, row.department_id))) is not None
-            and report.status is ReportStatus.DONE
-            for row in self.deciders[task_id]
-        )
+    def done_tasks(self, latest: dict[tuple[int, int], ReportRow]) -> set[int]:
+        """The tasks whose deciders' latest reports all say "done"."""
+        done = ReportStatus.DONE
+        # Only a task with some report of "done" can be done: look at those alone.
+        candidates = {key[0] for key, report in latest.items() if report.status is done}
+        return {
+            task_id
+            for task_id in candidates & self.deciders.keys()
+            if all(
+                (report := latest.get((task_id, row.department_id))) is not None
+                and report.status is done
+                for row in self.deciders[task_id]
+            )
+        }
 
 
 def _by_unit(reports: Iterable[ReportRow]) -> dict[tuple[int, int], ReportRow]:
@@ -508,6 +519,7 @@ def _lines(
     data: SummaryData,
     units: _Units,
     latest: dict[tuple[int, int], ReportRow],
+    done_tasks: Container[int],
     progress: Sequence[TargetProgress],
     *,
     now: datetime,
@@ -522,7 +534,14 @@ def _lines(
     behind_targets = {task_id: tuple(items) for task_id, items in behind.items()}
     lines: dict[tuple[int, int], TaskLine] = {}
     for row, report, judged in _judged(
-        data, units, latest, behind_targets, now=now, today=today, silent_since=silent_since
+        data,
+        units,
+        latest,
+        done_tasks,
+        behind_targets,
+        now=now,
+        today=today,
+        silent_since=silent_since,
     ):
         lines[row.task_id, row.department_id] = TaskLine(
             task_id=row.task_id,
@@ -563,6 +582,7 @@ def _lights_before(
             data,
             units,
             latest_before,
+            units.done_tasks(latest_before),
             behind_tasks,
             now=data.since,
             today=before_day,
@@ -584,6 +604,7 @@ def _judged(
     data: SummaryData,
     units: _Units,
     latest: dict[tuple[int, int], ReportRow],
+    done_tasks: Container[int],
     behind_tasks: Container[int],
     *,
     now: datetime,
@@ -592,22 +613,29 @@ def _judged(
 ) -> Iterator[tuple[AssignmentRow, ReportRow | None, _Judgement]]:
     """Every unit of every active task with its latest report and what it amounts to."""
     thresholds: dict[str | None, datetime] = {}  # silent when not heard from since, by cycle
+    judgements, done, lead = _JUDGEMENTS, ReportStatus.DONE, Role.LEAD
     for task_id, rows in units.by_task.items():
-        task_done = units.task_done(task_id, latest)
-        cycle = rows[0].cycle
-        if cycle not in thresholds:
+        head = rows[0]
+        if head.cycle not in thresholds:
+            cycle = head.cycle
             thresholds[cycle] = two_cycles_before(now, cycle) if cycle else silent_since
-        threshold = thresholds[cycle]
+        threshold = thresholds[head.cycle]
         watched = data.plan.created_at <= threshold  # the bot was there for those cycles
+        task_done = task_id in done_tasks
+        past_due = head.deadline < today
         task_behind = task_id in behind_tasks
         for row in rows:
             report = latest.get((task_id, row.department_id))
-            status = report.status if report else None
-            done = task_done or status is ReportStatus.DONE
-            silent = not done and watched and (report is None or report.created_at < threshold)
-            overdue = not done and row.deadline < today
-            late = task_behind and row.role is Role.LEAD and not done
-            yield row, report, _JUDGEMENTS[overdue, status, silent, late, done]
+            if report is None:
+                status, unit_done = None, task_done
+                silent = not unit_done and watched
+            else:
+                status = report.status
+                unit_done = task_done or status is done
+                silent = not unit_done and watched and report.created_at < threshold
+            overdue = past_due and not unit_done
+            late = task_behind and not unit_done and row.role is lead
+            yield row, report, judgements[overdue, status, silent, late, unit_done]
 
 
 def _judgement(
@@ -683,13 +711,11 @@ def _line_urgency(line: TaskLine) -> int:
     return URGENCY[line.light]
 
 
-def _overdue(
-    units: _Units, latest: dict[tuple[int, int], ReportRow], today: date
-) -> tuple[OverdueTask, ...]:
+def _overdue(units: _Units, done_tasks: Container[int], today: date) -> tuple[OverdueTask, ...]:
     found = []
     for task_id, rows in units.by_task.items():
         head = rows[0]
-        if head.deadline >= today or units.task_done(task_id, latest):
+        if head.deadline >= today or task_id in done_tasks:
             continue
         found.append(
             OverdueTask(

@@ -241,6 +241,10 @@ class Report(Model):
         indexes = (
             ("task_id", "created_at"),  # a task's latest reports
             ("department_id", "cycle_key"),  # who has reported for this cycle (nudges)
+            # The weekly summary's latest report of every unit, read from the index alone: its
+            # grouping walks it in order, and each unit's newest entry carries what the summary
+            # shows (storage.summary._LATEST_SQL).
+            ("task_id", "department_id", "withdrawn_at", "created_at", "status", "liaison_id"),
         )
 
 

@@ -35,7 +35,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from itertools import product
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from dateutil.relativedelta import relativedelta
 
@@ -135,9 +135,9 @@ class TargetProgress:
         return self.value is not None and self.value != self.previous_value
 
 
-@dataclass(frozen=True, slots=True)
-class TaskLine:
-    """One department on one task."""
+class TaskLine(NamedTuple):
+    """One department on one task (a typed tuple, as storage.summary's rows and for the same
+    reason: a summary builds one per unit)."""
 
     task_id: int
     code: str

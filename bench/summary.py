@@ -14,8 +14,9 @@ carrying a value toward a target. Then the production path runs three times:
 - render:  bot.summary_render.render_for_telegram (Chinese, HTML messages or a document).
 
 The process is set up as `duban run`'s is: the objects alive after the imports (and the fill)
-are frozen out of the garbage collector's full passes (gc.freeze, as bot/cli.py does), and each
-run starts from a collected heap without the previous run's summary.
+are frozen out of the garbage collector's full passes (gc.freeze, as bot/cli.py does); the
+collector is paused over load and compute (bot.summary_cli.collector_paused, as the bot's
+summary path does); each run starts from a collected heap without the previous run's summary.
 
 SQL statements are counted by wrapping the Tortoise connection's execute methods. Prints the
 seconds per phase of each run, and under it where they went: CPU seconds of each phase (on a
@@ -49,6 +50,7 @@ from _common import count_queries
 from tortoise import connections
 
 from bot.summary import compute_summary
+from bot.summary_cli import collector_paused
 from bot.summary_render import render_for_telegram
 from storage.db import close_db, init_db
 from storage.summary import load_summary_data
@@ -255,28 +257,34 @@ async def measure(departments: int, tasks: int, reports: int, folder: Path) -> d
         # full passes: otherwise each pass walks aiogram's ~200,000 import-time objects.
         gc.collect()
         gc.freeze()
-        data = summary = telegram = None
+        summary = telegram = None
+        sizes = (0, 0, 0)
         with pauses.running():
             for _ in range(RUNS):
                 # Each run starts as the bot's would: without the previous summary in memory.
-                data = summary = telegram = None
+                summary = telegram = None
                 gc.collect()
                 clock = Clock(pauses)
-                with (
-                    clock.phase("load"),
-                    count_queries(connection) as queries,
-                    timed_queries(connection) as sql_seconds,
-                ):
-                    data = await load_summary_data(now, since)
-                counts.append(len(queries))
-                with clock.phase("compute"):
-                    summary = compute_summary(data)
+                # Collector paused over load and compute, and what was read freed before it
+                # resumes, as in bot.summary_cli.load_weekly_summary.
+                with collector_paused():
+                    with (
+                        clock.phase("load"),
+                        count_queries(connection) as queries,
+                        timed_queries(connection) as sql_seconds,
+                    ):
+                        data = await load_summary_data(now, since)
+                    counts.append(len(queries))
+                    with clock.phase("compute"):
+                        summary = compute_summary(data)
+                    sizes = (len(data.assignments), len(data.latest), len(data.week_reports))
+                    data = None
                 with clock.phase("render"):
                     telegram = render_for_telegram(summary, "zh")
                 runs.append((clock, sql_seconds))
         shape = (
-            f"{len(data.assignments)} assignments, {len(data.latest)} latest reports, "
-            f"{len(data.week_reports)} this week; {len(telegram.messages)} message(s)"
+            "{} assignments, {} latest reports, {} this week; ".format(*sizes)
+            + f"{len(telegram.messages)} message(s)"
             f"{', document ' + str(len(telegram.document)) + ' bytes' if telegram.document else ''}"
         )
     finally:

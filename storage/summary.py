@@ -1,6 +1,6 @@
 """What the weekly summary (周报) reads: one plan's tasks, units, targets, liaisons and reports.
 
-`load_summary_data` runs a fixed number of queries (seven) whatever the plan's size: no query
+`load_summary_data` runs a fixed number of queries (nine) whatever the plan's size: no query
 per task, department or report, and SQL picks the latest reports. Plain dataclasses out; the
 traffic lights, pace and changes are computed in `bot.summary`.
 
@@ -118,7 +118,7 @@ class SummaryData:
 async def load_summary_data(
     now: datetime, since: datetime, *, plan_id: int | None = None
 ) -> SummaryData | None:
-    """Everything the weekly summary of one plan needs, in seven queries.
+    """Everything the weekly summary of one plan needs, in nine queries.
 
     `plan_id`: None for the most recently imported plan. None when there is no such plan.
     """
@@ -232,15 +232,23 @@ _VALUES_SQL = f"""
     ORDER BY r.id DESC
 """
 
-_ASSIGNMENTS_SQL = """
-    SELECT a.task_id, t.code, t.title, t.deadline, t.cycle,
-           a.department_id, d.name, d.kind, a.role
+# A plan's units in three reads (tasks, their units, departments) rather than one join that
+# repeats each task's and department's text on every unit: half the time on 30,000 units.
+_TASKS_SQL = """
+    SELECT id, code, title, deadline, cycle
+    FROM tasks
+    WHERE plan_id = ? AND withdrawn_at IS NULL
+"""
+
+_UNITS_SQL = """
+    SELECT a.task_id, a.department_id, a.role
     FROM assignments a
     JOIN tasks t ON t.id = a.task_id
-    LEFT JOIN departments d ON d.id = a.department_id
     WHERE t.plan_id = ? AND t.withdrawn_at IS NULL
     ORDER BY t."position", a."position"
 """
+
+_DEPARTMENTS_SQL = "SELECT id, name, kind FROM departments"
 
 _TARGETS_SQL = """
     SELECT id, task_id, metric, "value", unit, comparator, deadline, baseline
@@ -253,30 +261,20 @@ _TARGETS_SQL = """
 async def _assignments(sql: Sql, plan_id: int) -> tuple[AssignmentRow, ...]:
     """Every unit of every active task, in document order."""
     deadline = Converter(Task._meta.fields_map["deadline"].to_python_value)
+    tasks = {
+        task_id: (code, title, deadline(due), cycle)
+        for task_id, code, title, due, cycle in await sql.fetch(_TASKS_SQL, [plan_id])
+    }
     kind, role = Converter(DepartmentKind), Converter(Role)
+    departments = {
+        department_id: (name, kind(department_kind))
+        for department_id, name, department_kind in await sql.fetch(_DEPARTMENTS_SQL, [])
+    }
+    # A task or department written between these reads is left for the next summary.
     return tuple(
-        AssignmentRow(
-            task_id=task_id,
-            code=code,
-            title=title,
-            deadline=deadline(due),
-            cycle=cycle,
-            department_id=department_id,
-            department_name=department_name,
-            department_kind=kind(department_kind),
-            role=role(unit_role),
-        )
-        for (
-            task_id,
-            code,
-            title,
-            due,
-            cycle,
-            department_id,
-            department_name,
-            department_kind,
-            unit_role,
-        ) in await sql.fetch(_ASSIGNMENTS_SQL, [plan_id])
+        AssignmentRow(task_id, *tasks[task_id], department_id, *departments[department_id], role(r))
+        for task_id, department_id, r in await sql.fetch(_UNITS_SQL, [plan_id])
+        if task_id in tasks and department_id in departments
     )
 
 

@@ -261,7 +261,7 @@ async def test_the_number_of_queries_does_not_grow_with_the_plan(
             assert compute_summary(data).task_lights[Light.YELLOW] == size
         finally:
             await close_db()
-    assert counts[4] == counts[60] == 7
+    assert counts[4] == counts[60] == 9
 
 
 async def test_summary_for_cli_prints_the_summary_and_writes_the_chart(

@@ -1,7 +1,7 @@
 """What the weekly summary (周报) reads: one plan's tasks, units, targets, liaisons and reports.
 
 `load_summary_data` runs a fixed number of queries (nine) whatever the plan's size: no query
-per task, department or report, and SQL picks the latest reports. Plain dataclasses out; the
+per task, department or report, and SQL picks the latest reports. Plain values out; the
 traffic lights, pace and changes are computed in `bot.summary`.
 
 As elsewhere (storage.lookup), the "latest" report of a (task, department) is the one with the

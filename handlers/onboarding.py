@@ -268,11 +268,13 @@ async def redeem(
     message: Message,
     command: CommandObject,
     *,
-    actor: Actor,
     settings: Settings,
     i18n: I18n,
     bot: Bot,
+    actor: Actor | None = None,
 ) -> None:
+    if actor is None:  # no person to bind (a message without a sender): silence
+        return
     sender = message.from_user
     redemption = await onboarding.redeem_invitation(
         (command.args or "").strip(),

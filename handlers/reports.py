@@ -1341,6 +1341,10 @@ class OnePersonAtATime(BaseMiddleware):
 
 def build_router() -> Router:
     router = Router(name="reports")
+    # A report is a person's: a message without a sender (a channel's) has no one to ask and no
+    # conversation state, and goes on to the other routers.
+    router.message.filter(F.from_user)
+    router.edited_message.filter(F.from_user)
     serial = OnePersonAtATime()
     router.message.middleware(serial)
     router.callback_query.middleware(serial)

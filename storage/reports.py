@@ -138,55 +138,52 @@ async def department_tasks(department_id: int) -> list[TaskChoice]:
     return sorted(choices, key=_lead_first)  # stable: document order within each role
 
 
-# The check behind every report button: plain SQL (storage.sql), as the ORM's query building
-# cost more than the database's work, three times per report.
-_UNITS_SQL = """
-    SELECT a.department_id, a.role, d.name, t.code, t.title, t.deadline, t.cycle, p.default_cycle
+# The check behind every report button, with the task's targets: one plain-SQL query
+# (storage.sql), as the ORM's query building cost more than the database's work, three times
+# per report. One row per (unit, target): a task has a few of each.
+_REPORT_TASK_SQL = """
+    SELECT a.department_id, a.role, d.name, t.code, t.title, t.deadline, t.cycle, p.default_cycle,
+           g.id, g.metric, g."value", g.unit, g.comparator, g.deadline
     FROM assignments a
     JOIN tasks t ON t.id = a.task_id
     JOIN plans p ON p.id = t.plan_id
     JOIN departments d ON d.id = a.department_id
+    LEFT JOIN targets g ON g.task_id = t.id
     WHERE a.task_id = ? AND t.withdrawn_at IS NULL
-    ORDER BY a."position"
-"""
-
-_TARGETS_SQL = """
-    SELECT id, metric, "value", unit, comparator, deadline
-    FROM targets
-    WHERE task_id = ?
-    ORDER BY "position"
+    ORDER BY a."position", g."position"
 """
 
 
 async def _report_task(task_id: int, department_id: int | None) -> ReportTask | None:
-    """An active task with its targets and lead units, in two queries; with `department_id`,
+    """An active task with its targets and lead units, in one query; with `department_id`,
     None unless that department is one of the task's units (and `role` says which)."""
-    sql = Sql(Task._meta.db)
-    units = await sql.fetch(_UNITS_SQL, [task_id])
-    if not units:
+    rows = await Sql(Task._meta.db).fetch(_REPORT_TASK_SQL, [task_id])
+    if not rows:
         return None  # no such task, withdrawn, or (never in an imported plan) without units
+    # Each unit in document order, with its role and name (the same on each of its rows).
+    units = {row[0]: (Role(row[1]), str(row[2])) for row in rows}
     role = None
     if department_id is not None:
-        role = next((Role(unit[1]) for unit in units if unit[0] == department_id), None)
-        if role is None:
+        if department_id not in units:
             return None
+        role = units[department_id][0]
     value, deadline = (
         Target._meta.fields_map[name].to_python_value for name in ("value", "deadline")
     )
+    first_unit = rows[0][0]
     targets = tuple(
         TargetInfo(target_id, metric, value(amount), unit, Comparator(comparator), deadline(due))
-        for target_id, metric, amount, unit, comparator, due in await sql.fetch(
-            _TARGETS_SQL, [task_id]
-        )
+        for (unit_id, *_task, target_id, metric, amount, unit, comparator, due) in rows
+        if unit_id == first_unit and target_id is not None
     )
-    _department, _role, _name, code, title, due, task_rule, plan_rule = units[0]
+    _department, _role, _name, code, title, due, task_rule, plan_rule = rows[0][:8]
     return ReportTask(
         id=task_id,
         code=code,
         title=title,
         deadline=Task._meta.fields_map["deadline"].to_python_value(due),
         targets=targets,
-        lead_departments=tuple(str(unit[2]) for unit in units if unit[1] == Role.LEAD),
+        lead_departments=tuple(name for unit, name in units.values() if unit is Role.LEAD),
         role=role,
         rule=task_rule or plan_rule,
     )

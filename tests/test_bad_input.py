@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from aiogram.client.default import Default
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from bot.app import build_dispatcher
@@ -296,9 +296,18 @@ def _check_requests(bot: MockedBot) -> None:
                 _check_html(value, name)
 
 
+def _without_sender(text: str) -> dict[str, Any]:
+    chat = {"id": ADMIN, "type": "private", "first_name": "张三"}
+    message = {"message_id": 1, "date": 1_795_917_998, "chat": chat, "text": text}
+    return {"update_id": next(_ids), "message": message}
+
+
 @SQLITE
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batch=st.lists(updates(), min_size=1, max_size=4))
+# Found by the long profile: commands that need a person, in messages without a sender.
+@example(batch=[_without_sender("/start zh")])
+@example(batch=[_without_sender("/report")])
 async def test_random_updates_never_crash_store_nothing_and_escape_everything(world, batch):
     dispatcher, errors = world
     errors.records.clear()

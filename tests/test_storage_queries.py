@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -22,6 +23,7 @@ from storage.plans import (
     tasks_by_department,
 )
 from storage.reports import get_report_task, task_for_department
+from tests.conftest import lead, support
 
 DEADLINE = date(2027, 12, 31)
 
@@ -185,3 +187,33 @@ async def test_a_report_task_carries_the_task_rule_else_the_plan_rule(
     assert (await task_for_department(task.id, department.id)).rule == "weekly:MO:FR"
     assert (await get_report_task(task.id)).rule == "weekly:MO:FR"
     assert await task_for_department(task.id, other.id) is None
+
+
+async def test_a_report_task_lists_each_target_once_and_its_leads_in_order(
+    db: str, sample_plan: ParsedPlan
+) -> None:
+    # Units and targets come from one query (a row per unit and target): neither may repeat.
+    plan = replace(
+        sample_plan,
+        tasks=tuple(
+            replace(item, units=(lead("县建设局"), support("县自然资源和规划局"), lead("县发改局")))
+            if item.code == "2.1.3"
+            else item
+            for item in sample_plan.tasks
+        ),
+    )
+    await import_plan(plan, "1" * 64)
+    task = await Task.get(code="2.1.3")
+    planning = await Department.get(name="县自然资源和规划局")
+
+    loaded = await task_for_department(task.id, planning.id)
+
+    assert [(t.metric, t.value) for t in loaded.targets] == [
+        ("累计筹集保障性租赁住房", Decimal("9000")),
+        ("实施电梯加装", Decimal("100")),
+    ]
+    assert loaded.lead_departments == ("县建设局", "县发改局")
+    assert loaded.role is Role.SUPPORT
+    assert (await get_report_task(task.id)).targets == loaded.targets
+    no_targets = await Task.get(code="2.1.1")
+    assert (await get_report_task(no_targets.id)).targets == ()

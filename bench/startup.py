@@ -9,15 +9,18 @@ BOT_TOKEN, TELEGRAM_API_URL, DATABASE_URL (a fresh SQLite file in a temporary fo
 start also creates the database and applies the migrations) and SCHEDULING=true: the production
 start with the scheduler and sender. Measures the seconds from spawn until the emulator sees the
 first getUpdates long poll (`tg.wait_polling()`), then waits `--idle` seconds and reads VmRSS
-(and the peak, VmHWM) from /proc/<pid>/status, then SIGTERMs the process and checks it exits.
+(and the peak, VmHWM) from /proc/<pid>/status. Then a new person sends /start and the seconds
+until the bot's answer reaches the emulator are measured, and VmRSS again: what a start defers
+to the first update (the Telegram types it needs, built on first use, see bot/aiogram_models.py;
+the first database read) shows there. Then it SIGTERMs the process and checks it exits.
 
 Baseline, in the same run and measured the same way: bench/bare_aiogram.py, a minimal aiogram
-bot (Bot on the emulator's URL, a Dispatcher with one echo handler, start_polling). Importing
-aiogram builds some 600 pydantic models, which takes seconds and over 100 MB before a bot does
-anything; the baseline shows that floor, and "ours - bare" what Duban adds to it. (Not quite a
-floor: `duban run` holds garbage collection back while it imports, see bot/cli.py, and the bare
-bot does not, which is worth about half a second.) The two alternate (ours, bare, ours, …) so
-that a busy machine slows both alike.
+bot (Bot on the emulator's URL, a Dispatcher with one echo handler, start_polling), importing
+aiogram as it comes: its import builds all of its ~450 Telegram types, which takes seconds and
+over 100 MB before a bot does anything. `duban run` imports aiogram with each type built on its
+first use instead, and holds garbage collection back while it imports (bot/cli.py), so it
+starts faster than the bare bot. The two alternate (ours, bare, ours, …) so that a busy machine
+slows both alike.
 
 Bytecode: Python's caches must be warm, as after a real installation (pip compiles every module
 it installs). Site-packages have theirs, but an editable install leaves the repository's own
@@ -33,8 +36,9 @@ beside the wall-clock time: when the two are close, the start is bound by comput
 not by waiting on the database or the Bot API. On a shared machine both vary by a second or more
 from run to run; use --runs 5 or more before reading much into "ours - bare".
 
-Prints each run, the medians of ours and bare and their difference, and LAST: the medians against
-the aims of 1.5 s and 150 MB, with the bare aiogram figures beside them.
+Prints each run, the medians of ours and bare (start, idle memory, first reply and memory after
+it) and their difference, and LAST: the medians against the aims of 1.5 s and 150 MB, with the
+bare aiogram figures beside them.
 """
 
 from __future__ import annotations
@@ -72,9 +76,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def one_start(command: list[str], idle: float) -> tuple[float, float, float, float]:
-    """(seconds to polling, CPU seconds to polling, idle RSS MB, peak RSS MB) of one cold
-    start of `command`."""
+async def one_start(command: list[str], idle: float) -> tuple[float, ...]:
+    """(seconds to polling, CPU seconds to polling, idle RSS MB, peak RSS MB, seconds from a
+    first message to the bot's reply, RSS MB after it) of one cold start of `command`."""
     with tempfile.TemporaryDirectory(prefix="duban-startup-") as folder:
         async with TelegramEmulator() as tg:
             env = {
@@ -105,6 +109,14 @@ async def one_start(command: list[str], idle: float) -> tuple[float, float, floa
                 await asyncio.sleep(idle)
                 rss = _status_kb(process.pid, "VmRSS") / 1024
                 peak = _status_kb(process.pid, "VmHWM") / 1024
+                # The first update costs what a start defers (a lazily built type, the first
+                # database read): a person's /start, until the bot's answer arrives.
+                person = tg.add_user("Li", language_code="zh")
+                asked = time.perf_counter()
+                tg.press_start(person)
+                await tg.wait_for_message(chat_id=person.id, timeout=60)
+                first_reply = time.perf_counter() - asked
+                rss_after = _status_kb(process.pid, "VmRSS") / 1024
             finally:
                 if process.returncode is None:
                     process.send_signal(signal.SIGTERM)
@@ -114,7 +126,7 @@ async def one_start(command: list[str], idle: float) -> tuple[float, float, floa
                         process.kill()
                         await process.wait()
                         print("  (did not stop within 15 s of SIGTERM: killed)")
-    return seconds, cpu, rss, peak
+    return seconds, cpu, rss, peak, first_reply, rss_after
 
 
 def compile_sources() -> None:
@@ -130,23 +142,26 @@ async def bench(runs: int, idle: float) -> None:
         "ours": [sys.executable, "-m", "bot", "run"],
         "bare": [sys.executable, str(BARE_BOT)],
     }
-    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
+    results: dict[str, list[tuple[float, ...]]] = {name: [] for name in commands}
     for run in range(1, runs + 1):
         for name, command in commands.items():
-            seconds, cpu, rss, peak = await one_start(command, idle)
-            results[name].append((seconds, cpu, rss))
+            seconds, cpu, rss, peak, first_reply, rss_after = await one_start(command, idle)
+            results[name].append((seconds, cpu, rss, first_reply, rss_after))
             print(
                 f"run {run} {name}: polling after {seconds:.2f} s ({cpu:.2f} s CPU), "
-                f"idle RSS {rss:.0f} MB (peak {peak:.0f} MB) after {idle:g} s idle"
+                f"idle RSS {rss:.0f} MB (peak {peak:.0f} MB) after {idle:g} s idle; "
+                f"first reply {first_reply:.2f} s after the first message, RSS then "
+                f"{rss_after:.0f} MB"
             )
-    startup, cpu, memory = (
+    startup, cpu, memory, reply, memory_after = (
         {name: statistics.median(row[column] for row in rows) for name, rows in results.items()}
-        for column in range(3)
+        for column in range(5)
     )
     for name in commands:
         print(
             f"{name}: startup {startup[name]:.2f} s ({cpu[name]:.2f} s CPU), "
-            f"idle RSS {memory[name]:.0f} MB (medians)"
+            f"idle RSS {memory[name]:.0f} MB; first reply {reply[name]:.2f} s, "
+            f"RSS {memory_after[name]:.0f} MB after it (medians)"
         )
     print(
         f"ours - bare: startup {startup['ours'] - startup['bare']:+.2f} s "

@@ -151,6 +151,7 @@ def cmd_summary(args: argparse.Namespace, settings: Callable[[], Settings]) -> N
     if chart is not None and not chart.parent.is_dir():
         raise CliError(f"--chart: {chart.parent} is not a directory")
     config = settings()
+    _import_aiogram()  # its i18n helpers render the summary
     text = _run_with_db(config, _summary(config, args.date, chart))
     # Without the CJK font no chart is written; bot.summary_cli logs a warning saying so.
     print(text, end="")
@@ -281,13 +282,14 @@ def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None
     import logging
 
     config = settings()  # a mistake in the settings is told at once, not after the imports
-    # Importing aiogram builds some 190,000 objects that live as long as the process (its
-    # pydantic models). Collecting garbage meanwhile only walks them again and again (one full
-    # pass takes about 0.3 s; in all some 0.5 s of the start), so collection waits for the
-    # imports, and gc.freeze() keeps them out of every later full pass, in the running bot too.
-    # (The import's own cyclic garbage, some 2,000 objects, is frozen with them and stays.)
+    # The imports build some 220,000 objects that live as long as the process (aiogram's
+    # pydantic models, mostly). Collecting garbage meanwhile only walks them again and again
+    # (one full pass takes about 0.1 s), so collection waits for the imports, and gc.freeze()
+    # keeps them out of every later full pass, in the running bot too. (The imports' own cyclic
+    # garbage, a few thousand objects, is frozen with them and stays.)
     gc.disable()
     try:
+        _import_aiogram()
         from bot.app import MissingTokenError, TelegramUnreachableError, run
     finally:
         gc.freeze()
@@ -305,7 +307,8 @@ def cmd_demo(args: argparse.Namespace, _settings: Callable[[], Settings]) -> Non
     import logging
     import time
 
-    started = time.perf_counter()  # aiogram alone takes seconds to import: count it
+    started = time.perf_counter()  # aiogram alone takes a second to import: count it
+    _import_aiogram()
     from bot.demo import run_demo
 
     # The transcript is the output; the bot's own warnings (a missed job, an unknown year in the
@@ -316,6 +319,14 @@ def cmd_demo(args: argparse.Namespace, _settings: Callable[[], Settings]) -> Non
         asyncio.run(run_demo(args.lang, out, started=started))
     except OSError as exc:
         raise CliError(f"demo failed ({type(exc).__name__}: {exc})") from None
+
+
+def _import_aiogram() -> None:
+    """aiogram, its Telegram types built on first use (bot/aiogram_models.py): before any
+    module that imports aiogram."""
+    from bot.aiogram_models import import_aiogram
+
+    import_aiogram()
 
 
 def _run_with_db(settings: Settings, coroutine):

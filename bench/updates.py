@@ -2,6 +2,7 @@
 
     python bench/updates.py             # 3000 reports (9000 updates)
     python bench/updates.py --n 500
+    python bench/updates.py --synchronous OFF   # commits that do not wait for the disk
 
 A throwaway SQLite database holds the example plan (examples/changxing-2023-65.txt) and one
 liaison per department. Each report is the cheapest complete path through the real handlers
@@ -23,7 +24,8 @@ callback handler answering the press, fed the very same update dicts.
 A floor, in the same run and on the same updates: the bare dispatcher plus the three statements
 any bot storing reports needs (look the sender up, look a task of theirs up, insert the report),
 through the same Tortoise connection; its rows are deleted before ours runs. It shows what the
-aims leave for everything else a real report path does.
+aims leave for everything else a real report path does. `--synchronous OFF` runs both without
+waiting for the disk at each commit (the bot waits: synchronous=FULL), to show the disk's share.
 
 Prints reports/s and updates/s for ours, updates/s for bare and the floor, checks that the
 database holds N reports, and LAST: ours ÷ bare in updates/s over the same updates (aim ≥ 0.5)
@@ -225,9 +227,11 @@ async def feed_all(
     return time.perf_counter() - started
 
 
-async def bench(n: int, folder: Path, concurrency: int = 1) -> None:
+async def bench(n: int, folder: Path, concurrency: int = 1, synchronous: str | None = None) -> None:
     database_url = f"sqlite://{folder / 'updates.sqlite3'}"
     await init_db(database_url)
+    if synchronous is not None:  # one connection: it holds for the floor and ours alike
+        await connections.get("default").execute_script(f"PRAGMA synchronous={synchronous}")
     try:
         people = await seed()
         updates = build_updates(n, people)
@@ -250,6 +254,7 @@ async def bench(n: int, folder: Path, concurrency: int = 1) -> None:
     bare_updates = count / bare_seconds
     print(f"reports:               {n} ({count} updates, {len(people)} liaisons)")
     print(f"concurrency:           {concurrency} lane(s) of updates fed at once")
+    print(f"SQLite synchronous:    {synchronous or 'FULL (as the bot runs)'}")
     print(f"ours:                  {our_seconds:.2f} s")
     print(f"ours:                  {ours_updates:.0f} updates/s = {ours_reports:.0f} reports/s")
     print(f"SQL statements:        {len(queries)} ({len(queries) / n:.1f} per report)")
@@ -275,10 +280,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=1, help="lanes fed at once (1: one update at a time)"
     )
+    parser.add_argument(
+        "--synchronous",
+        choices=["OFF", "NORMAL", "FULL"],
+        help="SQLite's synchronous pragma for this run (the bot's is FULL: each commit is on "
+        "disk); OFF shows how much of a report is the disk",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="duban-updates-") as folder:
-        asyncio.run(bench(args.n, Path(folder), args.concurrency))
+        asyncio.run(bench(args.n, Path(folder), args.concurrency, args.synchronous))
 
 
 if __name__ == "__main__":

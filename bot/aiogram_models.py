@@ -81,7 +81,9 @@ class _DeferMethods:
 
         def exec_module(module: ModuleType) -> None:
             run(module)
-            module.TelegramMethod.model_config["defer_build"] = True
+            base = getattr(module, "TelegramMethod", None)
+            if isinstance(base, type) and issubclass(base, BaseModel):  # else: built as usual
+                base.model_config["defer_build"] = True
 
         spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec

@@ -8,7 +8,7 @@ longer count: `task_reports` leaves them out unless asked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -239,7 +239,7 @@ _REPORT_BY_ID = _REPORT_SQL.format(condition="r.id = ?")
 _REPORT_BY_MESSAGE = _REPORT_SQL.format(condition="r.chat_id = ? AND r.message_id = ?")
 
 
-def _row_record(row: Sequence[Any]) -> ReportRecord:
+def _row_record(row: Sequence[Any], role: Role | None = None) -> ReportRecord:
     """A ReportRecord from a row of `_REPORT_SQL`, converted as the ORM converts the fields."""
     (report_id, task_id, department_id, department_name, liaison_id, liaison_name, user_id,
      status, text, values_json, attachments_json, chat_id, message_id, cycle_key, created_at,
@@ -264,6 +264,7 @@ def _row_record(row: Sequence[Any]) -> ReportRecord:
         created_at=moment(created_at),
         edited_at=moment(edited_at),
         withdrawn_at=moment(withdrawn_at),
+        role=role,
     )
 
 
@@ -327,8 +328,8 @@ async def task_reports(
         values.append(limit)
     rows = await Sql(Report._meta.db).fetch(query, values)
     roles = dict(await Assignment.filter(task_id=task_id).values_list("department_id", "role"))
-    records = [_row_record(row) for row in rows]
-    return [replace(record, role=_role(roles.get(record.department_id))) for record in records]
+    # Column 2 is the report's department_id.
+    return [_row_record(row, _role(roles.get(row[2]))) for row in rows]
 
 
 def _role(value: str | None) -> Role | None:

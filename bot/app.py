@@ -44,6 +44,7 @@ from bot.i18n import build_i18n
 from bot.messages import make_renderer
 from bot.onboarding import remember_bot_username
 from bot.people import Access
+from bot.redaction import redact, register_secret
 from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers import build_routers
 from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware
@@ -67,9 +68,11 @@ def build_bot(settings: Settings) -> Bot:
             "BOT_TOKEN is not set: talk to @BotFather in Telegram (/newbot), then put the token "
             "in .env as BOT_TOKEN=… (see .env.example)"
         )
+    token = settings.bot_token.get_secret_value()
+    register_secret(token)  # from here on, no error text carries it (bot.redaction)
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     return Bot(
-        token=settings.bot_token.get_secret_value(),
+        token=token,
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML),
     )
@@ -229,7 +232,7 @@ async def _check_telegram(bot: Bot, settings: Settings) -> None:
         ) from None
     except TelegramNetworkError as exc:
         raise TelegramUnreachableError(
-            f"cannot reach the Bot API at {settings.telegram_api_url}: {exc.message}"
+            f"cannot reach the Bot API at {settings.telegram_api_url}: {redact(exc.message)}"
         ) from None
 
 

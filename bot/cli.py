@@ -294,9 +294,7 @@ def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None
     finally:
         gc.freeze()
         gc.enable()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(config))
     except (MissingTokenError, TelegramUnreachableError) as exc:
@@ -313,12 +311,22 @@ def cmd_demo(args: argparse.Namespace, _settings: Callable[[], Settings]) -> Non
 
     # The transcript is the output; the bot's own warnings (a missed job, an unknown year in the
     # working calendar) would only interleave with it.
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(logging.ERROR, "%(levelname)s %(name)s: %(message)s")
     out = Path(args.out) if args.out else None
     try:
         asyncio.run(run_demo(args.lang, out, started=started))
     except OSError as exc:
         raise CliError(f"demo failed ({type(exc).__name__}: {exc})") from None
+
+
+def _configure_logging(level: int, fmt: str) -> None:
+    """Log to stderr, every handler with the token redacted (bot.redaction)."""
+    import logging
+
+    from bot.redaction import install_log_redaction
+
+    logging.basicConfig(level=level, format=fmt)
+    install_log_redaction()
 
 
 def _import_aiogram() -> None:
@@ -446,11 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bot.redaction import install_excepthook, install_log_redaction, redact
+
+    # Before any command: a warning logged before (or without) logging.basicConfig goes through
+    # logging's last-resort handler, and an unexpected traceback through sys.excepthook.
+    install_log_redaction()
+    install_excepthook()
     args = build_parser().parse_args(argv)
     try:
         args.handler(args, load_settings)
     except (CliError, ConfigError) as exc:
-        print(f"duban: error: {exc}", file=sys.stderr)
+        print(f"duban: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -63,6 +63,7 @@ from aiogram.types import (
 )
 from tortoise.exceptions import DBConnectionError, OperationalError
 
+from bot.redaction import redact
 from storage import deliveries as ledger
 from storage.deliveries import (
     MAX_KEY_LENGTH,
@@ -631,7 +632,7 @@ class Sender:
                     "chat_id": record.chat_id,
                     "delivery_id": record.id,
                     "delivery_kind": str(record.kind),
-                    "error": description,
+                    "error": redact(description),
                 },
             )
             for chat in dict.fromkeys(chats)

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"expected an http(s) URL such as https://api.telegram.org, got {value!r}"
             )
+        try:
+            port = parts.port  # ValueError when not a number or out of 0-65535
+        except ValueError:
+            port = 0
+        if port == 0:
+            # The value is not echoed: a URL may carry a password (or, mistyped, the token).
+            raise ValueError("the port must be a number from 1 to 65535")
         return value.rstrip("/")
 
     @field_validator("database_url")

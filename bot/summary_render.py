@@ -33,6 +33,7 @@ from aiogram.utils.text_decorations import html_decoration
 from babel.dates import format_date, format_skeleton
 
 from bot.plan_model import Role
+from bot.redaction import redact
 from bot.summary import (
     LIGHT_EMOJI,
     DeliveryIssue,
@@ -607,4 +608,5 @@ def _delivery_reason(issue: DeliveryIssue, q: Callable[[str], str]) -> str:
         "failed": _("could not be delivered"),
         "unreachable": _("recipient unreachable"),
     }
-    return known.get(str(issue.reason), q(str(issue.reason)))
+    # The stored error text; redacted here too, for rows written before the ledger redacted.
+    return known.get(str(issue.reason)) or q(redact(str(issue.reason)))

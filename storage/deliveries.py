@@ -30,6 +30,7 @@ from tortoise.expressions import F
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
+from bot.redaction import redact
 from storage.enums import LiaisonRole
 from storage.models import Delivery, DeliveryKind, DeliveryStatus, Liaison
 
@@ -274,7 +275,7 @@ async def mark_retry(
     values: dict[str, Any] = {
         "status": DeliveryStatus.PENDING,
         "next_attempt_at": next_attempt_at,
-        "last_error": error,
+        "last_error": redact(error),
         "claim_token": None,
         "updated_at": at or _utcnow(),
     }
@@ -288,7 +289,7 @@ async def mark_failed(delivery_id: int, error: str, *, at: datetime | None = Non
     """Give up on a row (unreachable chat, rejected message, out of attempts)."""
     updated = await Delivery.filter(id=delivery_id, status=DeliveryStatus.SENDING).update(
         status=DeliveryStatus.FAILED,
-        last_error=error,
+        last_error=redact(error),
         attempts=F("attempts") + 1,
         claim_token=None,
         updated_at=at or _utcnow(),
@@ -302,7 +303,7 @@ async def mark_cancelled(delivery_id: int, reason: str, *, at: datetime | None =
         id=delivery_id, status__in=(DeliveryStatus.PENDING, DeliveryStatus.SENDING)
     ).update(
         status=DeliveryStatus.CANCELLED,
-        last_error=reason,
+        last_error=redact(reason),
         claim_token=None,
         updated_at=at or _utcnow(),
     )

@@ -31,7 +31,9 @@ REDACTED = "<redacted>"
 # at the colon, its secret elsewhere in the text).
 _TOKEN_IN_PATH = re.compile(r"(?i)(/bot)\d+(?::|%3A)[A-Za-z0-9_-]*")
 # A real token anywhere: the bot id, a colon, 35 URL-safe characters (BotFather's format).
-_TOKEN_SHAPE = re.compile(r"(?<![A-Za-z0-9_-])\d{5,}(?::|%3A)[A-Za-z0-9_-]{30,}(?![A-Za-z0-9_-])")
+_TOKEN_SHAPE = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])\d{5,}(?::|%3A)[A-Za-z0-9_-]{30,}(?![A-Za-z0-9_-])"
+)
 # A secret part shorter than this is not redacted on its own (it would hit ordinary words).
 _MIN_SECRET_PART = 8
 

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot.settings import load_settings
+from bot.settings import ConfigError, load_settings
 from bot.summary import WEEK
 from bot.summary_cli import load_weekly_summary
 from bot.summary_render import render_for_telegram, render_summary_text
@@ -255,9 +255,14 @@ async def test_the_token_never_leaks_under_a_misbehaving_bot_api(tmp_path, seede
     dump = await _table_dump(database)
 
     log = "\n".join(outputs)
-    assert [line for line in log.splitlines() if leaks(line)] == []
-    assert [(table, row) for table, rows in dump.items() for row in rows if leaks(repr(row))] == []
-    assert [value for value in received if leaks(value)] == []
+    found = {
+        "log lines": [line for line in log.splitlines() if leaks(line)],
+        "database rows": [
+            (table, row) for table, rows in dump.items() for row in rows if leaks(repr(row))
+        ],
+        "sent to Telegram": [value for value in received if leaks(value)],
+    }
+    assert found == {"log lines": [], "database rows": [], "sent to Telegram": []}
 
     # The faults did produce token-bearing errors, which were stored, logged and summarised.
     assert any("<redacted>" in (error or "") for error in failures), failures
@@ -326,3 +331,17 @@ async def test_a_redirect_at_start_up_is_one_error_line_without_the_token(
     (error,) = [line for line in err.splitlines() if line.startswith("duban: error:")]
     assert "cannot reach the Bot API" in error and "/bot<redacted>/getMe" in error, error
     assert [line for line in (out + err).splitlines() if leaks(line)] == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:80800", "http://127.0.0.1:0", "https://api.telegram.org:x/"]
+)
+def test_an_api_url_with_a_bad_port_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(_env_file=None, telegram_api_url=url)
+    assert str(error.value) == "TELEGRAM_API_URL: the port must be a number from 1 to 65535"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8081", "https://api.telegram.org:65535/"])
+def test_an_api_url_with_a_good_port_is_kept(url: str) -> None:
+    assert load_settings(_env_file=None, telegram_api_url=url).telegram_api_url == url.rstrip("/")

@@ -73,11 +73,6 @@ def redact(text: str) -> str:
     return _TOKEN_SHAPE.sub(REDACTED, text)
 
 
-def redact_error(exc: BaseException) -> str:
-    """An exception as `Type: message`, redacted (for the ledger and one-line errors)."""
-    return redact(f"{type(exc).__name__}: {exc}")
-
-
 class RedactingFilter(logging.Filter):
     """Redacts a record's formatted message and its traceback before any handler formats it.
 

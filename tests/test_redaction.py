@@ -18,7 +18,6 @@ from bot.redaction import (
     forget_secrets,
     install_log_redaction,
     redact,
-    redact_error,
     register_secret,
 )
 
@@ -65,11 +64,6 @@ def test_text_without_a_token_is_unchanged_and_redaction_is_idempotent() -> None
     register_secret(None)  # no token configured: nothing to add
     register_secret("123:ab")  # a secret part too short to redact alone
     assert redact("ab cab") == "ab cab"
-
-
-def test_redact_error_names_the_type() -> None:
-    error = ValueError(f"bad URL http://127.0.0.1:80800/bot{TOKEN}/getMe")
-    assert redact_error(error) == f"ValueError: bad URL http://127.0.0.1:80800/bot{REDACTED}/getMe"
 
 
 def _logger_with_filtered_handler() -> tuple[logging.Logger, io.StringIO, logging.Handler]:

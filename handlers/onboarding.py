@@ -6,7 +6,9 @@ there. Decisions worth knowing (the rules themselves live in bot.onboarding):
 - /invite works in a private chat only: an invitation posted in a group could be taken by anyone.
 - `/start TOKEN` from a coordinator leaves the token unused: coordinators do not become liaisons.
 - /grant, /revoke and /unbind take a numeric user id (shown by /whoami), an @username the bot has
-  seen, or no argument in a reply to the person's message.
+  seen, or no argument in a reply to the person's message. In a forum topic Telegram fills
+  `reply_to_message` with the topic's creation message even for a bare command: that names
+  nobody (handlers.common.replied_person_message).
 - The people concerned are told in a private message when possible (a person who never started
   the bot cannot be written to; that is not an error).
 """
@@ -41,6 +43,7 @@ from bot.onboarding import (
 from bot.people import Access, Actor
 from bot.plan_model import Role
 from bot.settings import SUPPORTED_LOCALES, Settings
+from handlers.common import replied_person_message
 from handlers.render import quote, split_message
 from storage.plans import DepartmentTask
 
@@ -239,7 +242,7 @@ async def _target(message: Message, command: CommandObject, usage: str) -> Targe
                 "or reply to one of their messages."
             ).format(text=quote(argument[:64]))
         )
-    replied = message.reply_to_message
+    replied = replied_person_message(message)
     if replied is not None and replied.from_user is not None:
         if replied.from_user.is_bot:
             raise BadTargetError(_("That is a bot, not a person."))

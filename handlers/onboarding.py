@@ -5,6 +5,9 @@ there. Decisions worth knowing (the rules themselves live in bot.onboarding):
 
 - /invite works in a private chat only: an invitation posted in a group could be taken by anyone.
 - `/start TOKEN` from a coordinator leaves the token unused: coordinators do not become liaisons.
+- `/start TOKEN` counts failures (unknown, used, expired token): past bot.onboarding's limit the
+  person is told when to try again, and even a valid token waits until then.
+- /revoke also ends the revoked person's open invitations (answered like expired ones).
 - /grant, /revoke and /unbind take a numeric user id (shown by /whoami), an @username the bot has
   seen, or no argument in a reply to the person's message. In a forum topic Telegram fills
   `reply_to_message` with the topic's creation message even for a bare command: that names
@@ -135,6 +138,10 @@ def refusal(redemption: Redemption, settings: Settings) -> str:
         return _("This invitation expired on {date}. Ask a coordinator for a new one.").format(
             date=_when(result.expires_at, settings)
         )
+    if result.outcome is RedeemOutcome.LIMITED and result.retry_at is not None:
+        return _(
+            "Too many invitations that did not work in a short time. Try again after {time}."
+        ).format(time=_when(result.retry_at, settings))
     if result.outcome is RedeemOutcome.COORDINATOR:
         return _(
             "You are a coordinator, so this invitation was not used: coordinators see every "
@@ -519,7 +526,16 @@ async def revoke(
         text = _("You are no longer a coordinator.")
     else:
         text = _("{who} is no longer a coordinator.")
-    await message.answer(text.format(who=who))
+    lines = [text.format(who=who)]
+    if result.invitations:
+        lines.append(
+            _("Their open invitations ({count}) no longer work.").format(count=result.invitations)
+            if not result.self_revoked
+            else _("Your open invitations ({count}) no longer work.").format(
+                count=result.invitations
+            )
+        )
+    await message.answer("\n".join(lines))
     if result.outcome is not RevokeOutcome.REVOKED:
         return
     await clear_personal_menu(bot, target.user_id)

@@ -10,6 +10,11 @@ the handlers and later the scheduler share these rules:
   link alphabet A-Z a-z 0-9 _ -), single use, valid for `INVITE_DAYS` by default; only its SHA-256
   is stored;
 - a coordinator who opens an invitation stays a coordinator and the token stays valid;
+- revoking a coordinator makes their open invitations unusable (answered like expired ones) and
+  cancels the coordinator notices still queued for them;
+- `/start TOKEN` allows INVITE_ATTEMPTS failed attempts per person in INVITE_ATTEMPT_WINDOW
+  (counted in the database, so a restart does not reset them); past that, even a valid token is
+  refused until the oldest failure leaves the window;
 - the coordination group is the one bound with /bindgroup, else COORDINATOR_CHAT_ID.
 """
 
@@ -42,6 +47,8 @@ from storage.plans import DepartmentTask, tasks_by_department
 
 # The result types come from storage.onboarding; handlers and the CLI import them from here.
 __all__ = [
+    "INVITE_ATTEMPTS",
+    "INVITE_ATTEMPT_WINDOW",
     "INVITE_DAYS",
     "MAX_INVITE_DAYS",
     "GrantOutcome",
@@ -81,6 +88,9 @@ __all__ = [
 ]
 
 INVITE_DAYS = 7
+# Failed `/start TOKEN` attempts allowed per person in the window (a mistyped link, a used one).
+INVITE_ATTEMPTS = 5
+INVITE_ATTEMPT_WINDOW = timedelta(minutes=10)
 MAX_INVITE_DAYS = 365
 TOKEN_BYTES = 24  # 32 URL-safe characters, 192 random bits
 # Telegram's rule for the start parameter: 1-64 characters from A-Z, a-z, 0-9, _ and -.
@@ -207,6 +217,9 @@ async def create_invitation(
     return Invitation(token, target.name, expires_at, as_lead)
 
 
+FAILED_OUTCOMES = frozenset({RedeemOutcome.UNKNOWN, RedeemOutcome.USED, RedeemOutcome.EXPIRED})
+
+
 @dataclass(frozen=True, slots=True)
 class Redemption:
     """What `/start TOKEN` did, with what the greeting needs."""
@@ -228,17 +241,30 @@ async def redeem_invitation(
     is_coordinator: bool = False,
     now: datetime | None = None,
 ) -> Redemption:
-    """Bind the sender to the invitation's department, or say why not (binding nothing)."""
-    if not is_token_shaped(token):
-        return Redemption(RedeemResult(RedeemOutcome.UNKNOWN))
-    result = await store.redeem_invite(
-        token_digest(token),
-        user_id=user_id,
-        full_name=full_name,
-        username=username,
-        now=now or datetime.now(UTC),
-        is_coordinator=is_coordinator,
-    )
+    """Bind the sender to the invitation's department, or say why not (binding nothing).
+
+    A sender with INVITE_ATTEMPTS failures in the last INVITE_ATTEMPT_WINDOW is refused
+    (LIMITED) without the token being looked at; an unknown, used or expired token counts as a
+    failure.
+    """
+    now = now or datetime.now(UTC)
+    failures = await store.recent_failed_attempts(user_id, now - INVITE_ATTEMPT_WINDOW)
+    if len(failures) >= INVITE_ATTEMPTS:
+        retry_at = failures[-INVITE_ATTEMPTS] + INVITE_ATTEMPT_WINDOW
+        return Redemption(RedeemResult(RedeemOutcome.LIMITED, retry_at=retry_at))
+    if is_token_shaped(token):
+        result = await store.redeem_invite(
+            token_digest(token),
+            user_id=user_id,
+            full_name=full_name,
+            username=username,
+            now=now,
+            is_coordinator=is_coordinator,
+        )
+    else:
+        result = RedeemResult(RedeemOutcome.UNKNOWN)
+    if result.outcome in FAILED_OUTCOMES:
+        await store.record_failed_attempt(user_id, now, INVITE_ATTEMPT_WINDOW)
     known = result.outcome in (RedeemOutcome.BOUND, RedeemOutcome.ALREADY_MEMBER)
     if known and result.department is not None:
         return Redemption(result, await department_tasks(result.department.name))
@@ -260,6 +286,7 @@ class RevokeResult:
     outcome: RevokeOutcome
     person: PersonRef | None = None
     self_revoked: bool = False
+    invitations: int = 0  # their open invitations, made unusable
 
 
 def parse_user_id(text: str) -> int | None:
@@ -302,8 +329,14 @@ async def coordinator_ids(admin_ids: tuple[int, ...]) -> set[int]:
     return set(admin_ids) | set(await store.granted_coordinator_ids())
 
 
-async def revoke(user_id: int, *, by: int, admin_ids: tuple[int, ...]) -> RevokeResult:
-    """Take coordinator rights back from someone granted them."""
+async def revoke(
+    user_id: int, *, by: int, admin_ids: tuple[int, ...], now: datetime | None = None
+) -> RevokeResult:
+    """Take coordinator rights back from someone granted them, and their open invitations.
+
+    An ADMIN_IDS member stays a coordinator by configuration (CONFIGURED): nothing changes,
+    their invitations included, since they can go on making new ones anyway.
+    """
     if user_id in admin_ids:
         return RevokeResult(RevokeOutcome.CONFIGURED, await store.person_ref(user_id))
     coordinators = await coordinator_ids(admin_ids)
@@ -311,10 +344,15 @@ async def revoke(user_id: int, *, by: int, admin_ids: tuple[int, ...]) -> Revoke
         return RevokeResult(RevokeOutcome.NOT_COORDINATOR, await store.person_ref(user_id))
     if coordinators == {user_id}:
         return RevokeResult(RevokeOutcome.LAST, await store.person_ref(user_id))
-    person = await store.revoke_coordinator(user_id)
-    if person is None:  # revoked meanwhile by someone else
+    revocation = await store.revoke_coordinator(user_id, now or datetime.now(UTC))
+    if revocation is None:  # revoked meanwhile by someone else
         return RevokeResult(RevokeOutcome.NOT_COORDINATOR)
-    return RevokeResult(RevokeOutcome.REVOKED, person, self_revoked=user_id == by)
+    return RevokeResult(
+        RevokeOutcome.REVOKED,
+        revocation.person,
+        self_revoked=user_id == by,
+        invitations=revocation.invitations,
+    )
 
 
 async def unbind(user_id: int, *, admin_ids: tuple[int, ...] = ()) -> UnbindResult:

@@ -22,6 +22,21 @@ ACCESS_NAMES = {
 }
 
 
+def replied_person_message(message: Message) -> Message | None:
+    """The message `message` explicitly replies to, or None.
+
+    In a forum topic Telegram sets `reply_to_message` on every message to the topic's creation
+    message (a service message with `forum_topic_created`, whose id is the `message_thread_id`),
+    reply or not: that is the topic, not a person's message, so it counts as no reply.
+    """
+    replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return None
+    if message.is_topic_message and replied.message_id == message.message_thread_id:
+        return None
+    return replied
+
+
 def help_text(actor: Actor, *, in_group: bool) -> str:
     lines = [_("<b>Duban (督办)</b> keeps the plan's tasks moving. Commands for you:"), ""]
     lines += [

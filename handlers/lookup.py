@@ -1,4 +1,9 @@
-"""/tasks, /task, /dept and /overdue: looking things up, in private chats and groups.
+"""/tasks, /task, /dept and /overdue: looking things up, privately and in the coordination group.
+
+What they show (report excerpts, liaison names, every unit's status) is for members, so in any
+other group they are refused with a short line pointing to a private chat, as /summary is: a
+guest may see nothing of a lookup, and a group of guests is no place for one. Their buttons
+follow the same rule, for pages posted in a group before it stopped being the coordination group.
 
 Long lists are pages of one message, turned with inline buttons (PageCallback "p1:<view>:<page>");
 a department chosen from several is a DepartmentCallback ("d1:<id>"). Views:
@@ -20,13 +25,14 @@ from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, Chat, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import lookup
 from bot.lookup import DepartmentRow, Light, Page
+from bot.onboarding import coordination_chat_id
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, DepartmentKind, Role
 from bot.settings import Settings
@@ -97,6 +103,38 @@ def _guest_refusal() -> str:
 
 def _may_look_up(actor: Actor | None) -> bool:
     return actor is not None and actor.access is not Access.GUEST
+
+
+def _group_refusal() -> str:
+    return _("Use this command in a private chat with me or in the coordination group.")
+
+
+async def _is_open_here(chat: Chat, settings: Settings) -> bool:
+    """Lookups answer in private chats and in the coordination group only."""
+    return chat.type == "private" or chat.id == await coordination_chat_id(settings)
+
+
+async def _refused(message: Message, actor: Actor | None, settings: Settings) -> bool:
+    """True (and a short reply sent) when this sender or this chat may not see lookups."""
+    if not _may_look_up(actor):
+        await message.answer(_guest_refusal())
+        return True
+    if not await _is_open_here(message.chat, settings):
+        await message.answer(_group_refusal())
+        return True
+    return False
+
+
+async def _refused_button(callback: CallbackQuery, actor: Actor | None, settings: Settings) -> bool:
+    if not _may_look_up(actor):
+        await callback.answer(_guest_refusal(), show_alert=True)
+        return True
+    if isinstance(callback.message, Message) and not await _is_open_here(
+        callback.message.chat, settings
+    ):
+        await callback.answer(_group_refusal(), show_alert=True)
+        return True
+    return False
 
 
 def _today(settings: Settings) -> date:
@@ -491,8 +529,7 @@ async def show_tasks(
     message: Message, command: CommandObject, settings: Settings, actor: Actor | None = None
 ) -> None:
     """/tasks [DEPARTMENT | all]: a liaison's own department by default; others: the overview."""
-    if not _may_look_up(actor):
-        await message.answer(_guest_refusal())
+    if await _refused(message, actor, settings):
         return
     query = (command.args or "").strip()
     if not query or query.lower() in ALL_WORDS:
@@ -523,12 +560,11 @@ async def show_tasks(
 
 
 async def _argument(
-    message: Message, command: CommandObject, actor: Actor | None, usage: str
+    message: Message, command: CommandObject, actor: Actor | None, settings: Settings, usage: str
 ) -> str | None:
-    """The command's argument; None when the sender may not look things up or gave none (either
-    way they have been answered)."""
-    if not _may_look_up(actor):
-        await message.answer(_guest_refusal())
+    """The command's argument; None when the sender may not look things up here or gave none
+    (either way they have been answered)."""
+    if await _refused(message, actor, settings):
         return None
     query = (command.args or "").strip()
     if not query:
@@ -542,7 +578,7 @@ async def show_task(
 ) -> None:
     """/task CODE: the full card of one task."""
     query = await _argument(
-        message, command, actor, _("Usage: /task CODE, for example /task 2.1.3")
+        message, command, actor, settings, _("Usage: /task CODE, for example /task 2.1.3")
     )
     if query is None:
         return
@@ -574,7 +610,7 @@ async def show_department(
 ) -> None:
     """/dept NAME: fuzzy; one match -> its card, several -> buttons, none -> closest names."""
     query = await _argument(
-        message, command, actor, _("Usage: /dept NAME, for example /dept 建设局")
+        message, command, actor, settings, _("Usage: /dept NAME, for example /dept 建设局")
     )
     if query is None:
         return
@@ -599,8 +635,7 @@ async def show_department(
 
 async def show_overdue(message: Message, settings: Settings, actor: Actor | None = None) -> None:
     """/overdue: a liaison's own department's; everyone else's by lead department."""
-    if not _may_look_up(actor):
-        await message.answer(_guest_refusal())
+    if await _refused(message, actor, settings):
         return
     own = actor.department_id if actor.access is Access.LIAISON else None
     rendered = await render_overdue(own, 0, settings)
@@ -614,8 +649,7 @@ async def turn_page(
     settings: Settings,
     actor: Actor | None = None,
 ) -> None:
-    if not _may_look_up(actor):
-        await callback.answer(_guest_refusal(), show_alert=True)
+    if await _refused_button(callback, actor, settings):
         return
     rendered = await render_view(callback_data.view, callback_data.page, settings)
     if rendered is None:
@@ -633,8 +667,7 @@ async def choose_department(
     settings: Settings,
     actor: Actor | None = None,
 ) -> None:
-    if not _may_look_up(actor):
-        await callback.answer(_guest_refusal(), show_alert=True)
+    if await _refused_button(callback, actor, settings):
         return
     rendered = await render_department_card(callback_data.id, settings)
     if rendered is None:

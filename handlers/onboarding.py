@@ -5,8 +5,13 @@ there. Decisions worth knowing (the rules themselves live in bot.onboarding):
 
 - /invite works in a private chat only: an invitation posted in a group could be taken by anyone.
 - `/start TOKEN` from a coordinator leaves the token unused: coordinators do not become liaisons.
+- `/start TOKEN` counts failures (unknown, used, expired token): past bot.onboarding's limit the
+  person is told when to try again, and even a valid token waits until then.
+- /revoke also ends the revoked person's open invitations (answered like expired ones).
 - /grant, /revoke and /unbind take a numeric user id (shown by /whoami), an @username the bot has
-  seen, or no argument in a reply to the person's message.
+  seen, or no argument in a reply to the person's message. In a forum topic Telegram fills
+  `reply_to_message` with the topic's creation message even for a bare command: that names
+  nobody (handlers.common.replied_person_message).
 - The people concerned are told in a private message when possible (a person who never started
   the bot cannot be written to; that is not an error).
 """
@@ -41,6 +46,7 @@ from bot.onboarding import (
 from bot.people import Access, Actor
 from bot.plan_model import Role
 from bot.settings import SUPPORTED_LOCALES, Settings
+from handlers.common import replied_person_message
 from handlers.render import quote, split_message
 from storage.plans import DepartmentTask
 
@@ -132,6 +138,10 @@ def refusal(redemption: Redemption, settings: Settings) -> str:
         return _("This invitation expired on {date}. Ask a coordinator for a new one.").format(
             date=_when(result.expires_at, settings)
         )
+    if result.outcome is RedeemOutcome.LIMITED and result.retry_at is not None:
+        return _(
+            "Too many invitations that did not work in a short time. Try again after {time}."
+        ).format(time=_when(result.retry_at, settings))
     if result.outcome is RedeemOutcome.COORDINATOR:
         return _(
             "You are a coordinator, so this invitation was not used: coordinators see every "
@@ -239,7 +249,7 @@ async def _target(message: Message, command: CommandObject, usage: str) -> Targe
                 "or reply to one of their messages."
             ).format(text=quote(argument[:64]))
         )
-    replied = message.reply_to_message
+    replied = replied_person_message(message)
     if replied is not None and replied.from_user is not None:
         if replied.from_user.is_bot:
             raise BadTargetError(_("That is a bot, not a person."))
@@ -516,7 +526,16 @@ async def revoke(
         text = _("You are no longer a coordinator.")
     else:
         text = _("{who} is no longer a coordinator.")
-    await message.answer(text.format(who=who))
+    lines = [text.format(who=who)]
+    if result.invitations:
+        lines.append(
+            _("Their open invitations ({count}) no longer work.").format(count=result.invitations)
+            if not result.self_revoked
+            else _("Your open invitations ({count}) no longer work.").format(
+                count=result.invitations
+            )
+        )
+    await message.answer("\n".join(lines))
     if result.outcome is not RevokeOutcome.REVOKED:
         return
     await clear_personal_menu(bot, target.user_id)

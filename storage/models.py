@@ -264,11 +264,29 @@ class InviteToken(Model):
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
     used_by = fields.BigIntField(null=True)  # Telegram user id of whoever redeemed it
+    # Set when its creator lost coordinator rights (/revoke): it stops working, the row stays as
+    # history (expires_at keeps the validity it was made with).
+    revoked_at = fields.DatetimeField(null=True)
 
     department_id: int
 
     class Meta:
         table = "invite_tokens"
+
+
+class InviteAttempt(Model):
+    """A failed `/start TOKEN` (unknown, used, expired token): the attempt limit counts these.
+
+    Rows older than the limit's window are pruned whenever one is added.
+    """
+
+    id = fields.IntField(primary_key=True)
+    telegram_user_id = fields.BigIntField()
+    created_at = fields.DatetimeField()  # set by the caller (storage.onboarding), always UTC
+
+    class Meta:
+        table = "invite_attempts"
+        indexes = (("telegram_user_id", "created_at"), ("created_at",))
 
 
 class BotSetting(Model):

@@ -17,13 +17,23 @@ lead and the former lead a deputy.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tortoise.transactions import in_transaction
 
 from storage.enums import LiaisonRole
-from storage.models import BotSetting, Department, InviteToken, Liaison, Report
+from storage.models import (
+    BotSetting,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Department,
+    InviteAttempt,
+    InviteToken,
+    Liaison,
+    Report,
+)
 from storage.plans import find_department
 
 BOT_USERNAME_KEY = "bot_username"
@@ -56,6 +66,7 @@ class InviteRecord:
     expires_at: datetime
     used_at: datetime | None
     used_by: int | None
+    revoked_at: datetime | None = None  # its creator lost coordinator rights
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +82,8 @@ class RedeemOutcome(StrEnum):
     BOUND = "bound"  # the sender is now a liaison of the invitation's department
     UNKNOWN = "unknown"  # no such token: mistyped, forged, or from another installation
     USED = "used"  # redeemed before (by someone else, or by the sender who has since left)
-    EXPIRED = "expired"
+    EXPIRED = "expired"  # past expires_at, or revoked with its creator's rights (revoked_at)
+    LIMITED = "limited"  # too many failed attempts lately: not even looked at
     ALREADY_MEMBER = "already_member"  # the sender already is a liaison there; token kept
     COORDINATOR = "coordinator"  # coordinators are not turned into liaisons; token kept
 
@@ -87,6 +99,7 @@ class RedeemResult:
     promoted: PersonRef | None = None  # took over the lead of the department the sender left
     expires_at: datetime | None = None
     created_by: PersonRef | None = None  # whoever made the invitation (None: the CLI)
+    retry_at: datetime | None = None  # LIMITED: when the oldest counted failure leaves the window
 
 
 class GrantOutcome(StrEnum):
@@ -187,6 +200,7 @@ def _invite_record(invite: InviteToken) -> InviteRecord:
         expires_at=invite.expires_at,
         used_at=invite.used_at,
         used_by=invite.used_by,
+        revoked_at=invite.revoked_at,
     )
 
 
@@ -224,7 +238,7 @@ async def redeem_invite(
         return RedeemResult(RedeemOutcome.COORDINATOR, invite.department)
     async with in_transaction():
         taken = await InviteToken.filter(
-            id=invite.id, used_at__isnull=True, expires_at__gt=now
+            id=invite.id, used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
         ).update(used_at=now, used_by=user_id)
         if not taken:  # someone else was faster, or it expired meanwhile
             return _refusal(await get_invite(token_sha256), now) or RedeemResult(
@@ -242,6 +256,8 @@ def _refusal(invite: InviteRecord | None, now: datetime) -> RedeemResult | None:
         return RedeemResult(RedeemOutcome.UNKNOWN)
     if invite.used_at is not None:
         return RedeemResult(RedeemOutcome.USED, invite.department)
+    if invite.revoked_at is not None:  # answered like an expired one: it ended at revoked_at
+        return RedeemResult(RedeemOutcome.EXPIRED, invite.department, expires_at=invite.revoked_at)
     if invite.expires_at <= now:
         return RedeemResult(RedeemOutcome.EXPIRED, invite.department, expires_at=invite.expires_at)
     return None
@@ -407,8 +423,22 @@ async def grant_coordinator(
     return GrantResult(GrantOutcome.GRANTED, _ref(person), left, promoted)
 
 
-async def revoke_coordinator(user_id: int) -> PersonRef | None:
-    """Take coordinator rights from a granted coordinator (they become a guest); None if not one."""
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """What taking someone's coordinator rights changed besides their role."""
+
+    person: PersonRef
+    invitations: int  # their open invitations, now unusable (revoked_at set)
+    notices: int  # coordinator notices still waiting for them, now cancelled
+
+
+async def revoke_coordinator(user_id: int, now: datetime) -> Revocation | None:
+    """Take coordinator rights from a granted coordinator (they become a guest); None if not one.
+
+    In the same transaction their open invitations stop working (`revoked_at`, the rows stay)
+    and the coordinator notices queued for their private chat are cancelled: what they started
+    as a coordinator does not outlive their rights, and they hear nothing more as one.
+    """
     async with in_transaction():
         person = await Liaison.select_for_update().get_or_none(telegram_user_id=user_id)
         if person is None or not person.active or person.role is not LiaisonRole.COORDINATOR:
@@ -416,7 +446,22 @@ async def revoke_coordinator(user_id: int) -> PersonRef | None:
         person.role = LiaisonRole.OBSERVER
         person.active = False
         await person.save(update_fields=["role", "active", "updated_at"])
-    return _ref(person)
+        invitations = await revoke_invitations_of(user_id, now)
+        notices = await Delivery.filter(
+            kind=DeliveryKind.NOTICE, chat_id=user_id, status=DeliveryStatus.PENDING
+        ).update(
+            status=DeliveryStatus.CANCELLED,
+            last_error="recipient is no longer a coordinator",
+            updated_at=now,
+        )
+    return Revocation(_ref(person), invitations, notices)
+
+
+async def revoke_invitations_of(created_by: int, now: datetime) -> int:
+    """Make the open (unused, unexpired, unrevoked) invitations `created_by` made unusable."""
+    return await InviteToken.filter(
+        created_by=created_by, used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
+    ).update(revoked_at=now)
 
 
 async def unbind_liaison(user_id: int) -> UnbindResult:
@@ -442,6 +487,25 @@ async def unbind_liaison(user_id: int) -> UnbindResult:
         promoted = await _promote_if_leaderless(department.id) if was_lead else None
         reports = await Report.filter(liaison_id=person.id).count()
     return UnbindResult(UnbindOutcome.UNBOUND, _ref(person), department, reports, promoted)
+
+
+# Failed invitation attempts ---------------------------------------------------------------------
+
+
+async def recent_failed_attempts(user_id: int, since: datetime) -> list[datetime]:
+    """When `user_id` failed a `/start TOKEN` after `since`, oldest first."""
+    return list(
+        await InviteAttempt.filter(telegram_user_id=user_id, created_at__gt=since)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+    )
+
+
+async def record_failed_attempt(user_id: int, now: datetime, window: timedelta) -> None:
+    """Count one failed attempt; rows that no longer count for anyone (older than `window`) go."""
+    async with in_transaction():
+        await InviteAttempt.filter(created_at__lte=now - window).delete()
+        await InviteAttempt.create(telegram_user_id=user_id, created_at=now)
 
 
 # Bot settings (key/value) ---------------------------------------------------------------------

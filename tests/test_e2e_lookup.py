@@ -1,7 +1,8 @@
 """Lookup end to end: the bot as `duban run` builds it, long polling the Telegram emulator.
 
 Covers /tasks (overview with page buttons, a liaison's own department), /task, /dept with a
-choice in a group, /overdue, a guest, and forged buttons, in Chinese and in English.
+choice in the coordination group, /overdue, a guest, forged buttons, and the refusal in any
+other group, in Chinese and in English.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ async def test_lookup_in_english_in_a_group_with_a_choice(running: TelegramEmula
     tg = running
     coordinator, liaison = people(tg, "en")
     group = tg.add_group("工作专班群", members=[coordinator, liaison])
+    bound = await ask(tg, coordinator, "/bindgroup@duban_bot", chat=group)
+    assert bound.text.startswith("This group is now the coordination group")
 
     choice = await ask(tg, coordinator, "/dept@duban_bot 街道", chat=group)
     assert choice.text == "Several departments match «街道». Choose one:"
@@ -152,3 +155,36 @@ async def test_lookup_in_english_in_a_group_with_a_choice(running: TelegramEmula
     assert refusal.text == "This is for members only. Ask a coordinator for an invitation."
     mine = ("sendMessage", "editMessageText", "answerCallbackQuery")
     assert all(call.ok for call in tg.calls if call.method in mine)
+
+
+async def test_lookups_stay_out_of_groups_other_than_the_coordination_group(
+    running: TelegramEmulator,
+):
+    """A group full of guests gets a short line, never report texts or liaison names; the
+    coordination group and private chats get the answers."""
+    tg = running
+    coordinator, liaison = people(tg, "zh")
+    guests = [tg.add_user(f"访客{i}", language_code="zh") for i in range(3)]
+    lounge = tg.add_group("城建交流群", members=[coordinator, liaison, *guests])
+    office = tg.add_group("工作专班群", members=[coordinator, liaison])
+    await ask(tg, coordinator, "/bindgroup@duban_bot", chat=office)
+
+    refusal = "请在与我的私聊或协调群中使用此命令。"
+    for who, command in [
+        (coordinator, "/task@duban_bot 2.1.3"),
+        (liaison, "/task 2.1.3"),
+        (coordinator, "/tasks@duban_bot"),
+        (liaison, "/tasks"),
+        (coordinator, "/dept 建设局"),
+        (coordinator, "/overdue"),
+    ]:
+        assert (await ask(tg, who, command, chat=lounge)).text == refusal, command
+    in_lounge = [m.text or "" for m in tg.sent if m.chat_id == lounge.id]
+    assert in_lounge == [refusal] * 6
+    assert not any("征迁受阻" in text or "李四" in text for text in in_lounge)
+
+    card = await ask(tg, coordinator, "/task@duban_bot 2.1.3", chat=office)
+    assert card.text.startswith("📌 2.1.3 推动城市有机更新")
+    assert "李四" in card.text and "征迁受阻" in card.text
+    private = await ask(tg, liaison, "/task 2.1.3")
+    assert "征迁受阻" in private.text

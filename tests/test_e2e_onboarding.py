@@ -170,9 +170,11 @@ async def test_invite_grant_and_deputies_in_english(running: TelegramEmulator):
     assert "deputy liaison of 县建设局; the lead liaison is Zhang" in greeting.text
     assert "担任副联络员" in (await tg.wait_for_message(chat_id=admin)).text
 
-    # /revoke: the helper's own invitation still works, but they cannot invite any more.
+    # /revoke: the helper cannot invite any more, and their open invitation stops working.
     revoked = await ask(tg, admin, f"/revoke {helper.id}")
-    assert revoked.text.endswith("is no longer a coordinator.")
+    assert revoked.text == (
+        f"{helper.id} is no longer a coordinator.\nTheir open invitations (1) no longer work."
+    )
     await tg.wait_until(lambda: (f"chat:{helper.id}", "en") not in tg.commands)
     assert "督办人员权限已被取消" in (await tg.wait_for_message(chat_id=helper)).text
     assert (await ask(tg, helper, "/invite 县建设局")).text == (
@@ -180,12 +182,16 @@ async def test_invite_grant_and_deputies_in_english(running: TelegramEmulator):
     )
     third = tg.add_user("Wang", language_code="zh")
     tg.press_start(third, helper_token)
-    assert "副联络员" in (await tg.wait_for_message(chat_id=third)).text
-    assert "Wang" in (await tg.wait_for_message(chat_id=helper)).text  # made the invitation
-    assert await InviteToken.filter(used_at__isnull=True).count() == 0
+    refusal = (await tg.wait_for_message(chat_id=third)).text
+    assert refusal.startswith("该邀请已于") and refusal.endswith("过期，请向督办人员索取新的邀请。")
+    assert await Liaison.get_or_none(telegram_user_id=third.id) is None
+    unused = await InviteToken.get(used_at__isnull=True)  # kept, as history
+    assert unused.created_by == helper.id and unused.revoked_at is not None
     # ADMIN_IDS cannot be revoked.
     reply = await ask(tg, admin, f"/revoke {ADMIN}")
     assert "ADMIN_IDS" in reply.text
+    # By now the refused start has long been handled: its creator heard nothing of it.
+    assert not [m for m in tg.sent if m.chat_id == helper.id and "Wang" in (m.text or "")]
 
 
 async def test_bindgroup_upgrade_and_unbind(running: TelegramEmulator, settings: Settings):

@@ -9,6 +9,7 @@ import pytest
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage
 from aiogram.types import CallbackQuery, InaccessibleMessage, Update
 
+from bot import onboarding
 from bot.app import build_dispatcher
 from bot.plan_model import Role
 from bot.plan_parser import parse_plan
@@ -217,7 +218,42 @@ async def test_tasks_of_a_named_department_one_several_or_none(dispatcher, bot, 
     assert nothing.reply_markup is None
 
 
-async def test_lookups_in_a_group(dispatcher, bot, plan):
+async def test_lookups_are_refused_in_a_group_that_is_not_the_coordination_group(
+    dispatcher, bot, plan
+):
+    """Report texts and liaison names stay out of groups of guests: a short line points to a
+    private chat, for members and coordinators alike; their buttons are refused too."""
+    other = group_chat(-100999, "县城建交流群")
+    for sender in (LIAISON, ADMIN):
+        for command in [
+            "/tasks",
+            "/tasks all",
+            "/task@duban_bot 2.1.3",
+            "/dept 建设局",
+            "/overdue",
+        ]:
+            request = await reply(dispatcher, bot, sender, command, chat=other)
+            assert request.text == "请在与我的私聊或协调群中使用此命令。", command
+    english = await reply(dispatcher, bot, ADMIN, "/task 2.1.3", lang="en", chat=other)
+    assert (
+        english.text == "Use this command in a private chat with me or in the coordination group."
+    )
+    # A guest there hears the members-only line, as anywhere.
+    assert "邀请" in (await reply(dispatcher, bot, GUEST, "/tasks", chat=other)).text
+    # Buttons under a list left in that group (posted while it was the coordination group).
+    construction = await Department.get(name="县建设局")
+    for data in ("p1:a:0", f"p1:d{construction.id}:0", f"d1:{construction.id}"):
+        sender = user(ADMIN, language_code="zh")
+        requests = await sent(
+            dispatcher, bot, callback_update(sender, data, bot_message(other, "…"))
+        )
+        assert not [r for r in requests if isinstance(r, EditMessageText)], data
+        [answer] = [r for r in requests if isinstance(r, AnswerCallbackQuery)]
+        assert answer.text == "请在与我的私聊或协调群中使用此命令。" and answer.show_alert
+
+
+async def test_lookups_in_the_coordination_group(dispatcher, bot, plan):
+    await onboarding.bind_coordination_group(group_chat().id, "协调群", load_settings())
     request = await reply(dispatcher, bot, LIAISON, "/tasks@duban_bot", chat=group_chat())
     assert request.chat_id == group_chat().id
     assert request.text.startswith("📋 <b>县建设局</b>")

@@ -104,8 +104,8 @@ async def test_used_expired_forged_and_group_tokens_are_refused(dispatcher, bot)
     text = await _reply(dispatcher, bot, message_update(user(502), f"/start {expired.token}"))
     assert "已于" in text and "过期" in text
 
-    for forged in ("not-a-real-token", "<b>x</b>", "邀请码"):
-        text = await _reply(dispatcher, bot, message_update(user(502), f"/start {forged}"))
+    for forged in ("not-a-real-token", "<b>x</b>", "邀请码"):  # another person: 5 failures max
+        text = await _reply(dispatcher, bot, message_update(user(504), f"/start {forged}"))
         assert "该邀请无效" in text
         assert "<b>" not in text
 
@@ -170,7 +170,8 @@ async def test_grant_by_reply_and_revoke(dispatcher, bot):
     text = await _reply(dispatcher, bot, message_update(user(ADMIN), "/grant 601"))
     assert "已经是督办人员" in text
     text = await _reply(dispatcher, bot, message_update(user(ADMIN), "/revoke 601"))
-    assert text == "王 五（<code>601</code>）已不再是督办人员。"
+    # The invitation 601 made above stops working with their rights.
+    assert text == "王 五（<code>601</code>）已不再是督办人员。\n其发出的未使用邀请（1个）已失效。"
     assert any(isinstance(r, DeleteMyCommands) for r in bot.session.requests)
     text = await _reply(dispatcher, bot, message_update(user(601), "/invite 县建设局"))
     assert text == "只有督办人员可以使用此命令。"

@@ -139,8 +139,9 @@ async def test_expired_forged_and_malformed_tokens_bind_nothing(plan: None) -> N
     assert redemption.outcome is RedeemOutcome.EXPIRED
     assert redemption.result.expires_at == NOW + timedelta(days=1)
     assert (await InviteToken.get()).used_at is None
-    for forged in ("forged-token-123", token[:-1], "x" * 65, "邀请", "a b", ""):
-        assert (await _redeem(forged, 501)).outcome is RedeemOutcome.UNKNOWN, forged
+    forged_tokens = ("forged-token-123", token[:-1], "x" * 65, "邀请", "a b", "")
+    for sender, forged in enumerate(forged_tokens, start=510):  # one each: under the limit
+        assert (await _redeem(forged, sender)).outcome is RedeemOutcome.UNKNOWN, forged
     assert await Liaison.all().count() == 0
 
 

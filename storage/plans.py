@@ -815,9 +815,10 @@ async def get_plan_summary() -> PlanSummary | None:
     department_ids = await Assignment.filter(
         task__plan_id=plan.id, task__withdrawn_at__isnull=True
     ).values_list("department_id", flat=True)
-    goals = await Target.filter(plan_id=plan.id, task_id__isnull=True).count()
-    task_targets = await Target.filter(
-        plan_id=plan.id, task__withdrawn_at__isnull=True, task_id__isnull=False
+    targets = Target.filter(plan_id=plan.id, withdrawn_at__isnull=True)
+    goals = await targets.filter(task_id__isnull=True).count()
+    task_targets = await targets.filter(
+        task__withdrawn_at__isnull=True, task_id__isnull=False
     ).count()
     return PlanSummary(
         id=plan.id,

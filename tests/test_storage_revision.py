@@ -329,3 +329,68 @@ async def test_department_commands_fail_in_one_line_on_unknown_names(db: str) ->
     assert renamed.renamed
     department = await Department.get(name="县新局")
     assert "县建设局" in department.aliases
+
+
+async def test_readers_of_targets_skip_a_withdrawn_target(db: str) -> None:
+    from storage.outbox import targets_by_id
+    from storage.reports import get_report_task
+    from storage.schedule import load_schedule_inputs
+    from storage.summary import load_summary_data
+
+    await imported(ORIGINAL)
+    old = await Target.get(metric="累计筹集保障性租赁住房")
+    await report("推动城市有机更新", "县建设局", [{"target_id": old.id, "value": "3000"}])
+    await imported(reunited(ORIGINAL), "2")
+    new = await Target.get(metric="累计筹集保障性租赁住房", withdrawn_at=None)
+
+    task = await get_report_task(old.task_id)  # value recognition
+    assert task is not None and old.id not in [t.id for t in task.targets]
+    assert new.id in [t.id for t in task.targets]
+    inputs = await load_schedule_inputs()  # deadline reminders
+    scheduled = {target_id for t in inputs.tasks for target_id, _due in t.targets}
+    assert old.id not in scheduled and new.id in scheduled
+    now = datetime.now(UTC)
+    summary = await load_summary_data(now, now - timedelta(days=7))
+    assert summary is not None
+    assert old.id not in [t.id for t in summary.targets]
+    assert new.id in [t.id for t in summary.targets]
+    assert [t.id for t in await targets_by_id([old.id, new.id])] == [new.id]  # reminders' text
+
+
+async def test_the_cli_asks_on_a_terminal_and_stores_nothing_on_no(db: str, tmp_path: Path) -> None:
+    await imported(ORIGINAL)
+    await report("提升城市品质", "县建设局")
+    before = await rows()
+    revised = tmp_path / "revised.txt"
+    revised.write_text(without_2_3_1(ORIGINAL), encoding="utf-8")
+
+    def on_a_terminal(answer: str) -> subprocess.CompletedProcess:
+        leader, follower = os.openpty()
+        try:
+            os.write(leader, answer.encode())
+            env = {**os.environ, "DATABASE_URL": db, "PYTHONPATH": str(ROOT)}
+            return subprocess.run(
+                [sys.executable, "-m", "bot", "plan", "import", str(revised)],
+                stdin=follower,
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                env=env,
+                check=False,
+                timeout=120,
+            )
+        finally:
+            os.close(leader)
+            os.close(follower)
+
+    refused = on_a_terminal("n\n")
+    assert refused.returncode == 1
+    assert "! task 2.3.1 提升城市品质 would be withdrawn with 1 report(s)" in refused.stdout
+    assert "Import this revision anyway? [y/N]" in refused.stdout
+    assert refused.stderr == "duban: error: not imported: nothing stored\n"
+    assert await rows() == before
+
+    accepted = on_a_terminal("y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "Updated 长政办发〔2023〕65号" in accepted.stdout
+    assert (await Task.get(title="提升城市品质")).withdrawn_at is not None

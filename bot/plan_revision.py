@@ -26,6 +26,8 @@ SAME_CODE_BAR = 0.5
 OTHER_CODE_BAR = 0.6
 # Bar for "the same metric, reworded" among targets with the same unit.
 METRIC_BAR = 0.6
+# A task this like the stored task with its code is that task, without further comparison.
+CLOSE_ENOUGH = 0.9
 # A task the revision moved out of the way of another task's code keeps its number before this
 # mark (storage keeps codes unique per plan): "2.3.1~17" is shown as 2.3.1.
 DISPLACED_MARK = "~"
@@ -86,46 +88,92 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 def match_tasks(stored: Sequence[TaskContent], revised: Sequence[TaskContent]) -> dict[int, int]:
     """Pair revised tasks with stored ones: {index in revised: index in stored}.
 
-    Greedy on the best pairs first. Identical content pairs at once; otherwise a pair must be
-    similar enough (a lower bar when the code is the same). Active stored tasks are preferred to
-    withdrawn ones, and units shared break ties.
+    Identical content pairs first; then a task still very like the stored task with its code;
+    then, greedily best first, pairs similar enough (a lower bar when the code is the same).
+    Active stored tasks are preferred to withdrawn ones, and shared units break ties.
     """
     pairs: dict[int, int] = {}
+    _pair_identical(stored, revised, pairs)
+    _pair_same_code(stored, revised, pairs)
+    taken = set(pairs.values())
+    for _key, i, j in sorted(_scored(stored, revised, pairs), key=lambda r: (-r[0], r[1], r[2])):
+        if i not in pairs and j not in taken:
+            pairs[i] = j
+            taken.add(j)
+    return pairs
+
+
+def _pair_identical(
+    stored: Sequence[TaskContent], revised: Sequence[TaskContent], pairs: dict[int, int]
+) -> None:
     exact: dict[tuple[str, str], list[int]] = {}
     for j, task in enumerate(stored):
         exact.setdefault((normalise(task.title), normalise(task.text)), []).append(j)
     taken: set[int] = set()
     for i, task in enumerate(revised):
-        candidates = [
-            j
-            for j in exact.get((normalise(task.title), normalise(task.text)), [])
-            if j not in taken
-        ]
+        key = (normalise(task.title), normalise(task.text))
+        candidates = [j for j in exact.get(key, []) if j not in taken]
         if candidates:
             best = max(
-                candidates,
-                key=lambda j: (stored[j].code == task.code, stored[j].active, -j),
+                candidates, key=lambda j: (stored[j].code == task.code, stored[j].active, -j)
             )
             pairs[i] = best
             taken.add(best)
-    scored: list[tuple[float, float, int, int]] = []
-    for i, new in enumerate(revised):
-        if i in pairs:
-            continue
-        for j, old in enumerate(stored):
-            if j in taken:
-                continue
-            score = similarity(new, old)
-            same_code = display_code(old.code) == new.code
-            if score < (SAME_CODE_BAR if same_code else OTHER_CODE_BAR):
-                continue
-            tie = 0.05 * same_code + 0.02 * _jaccard(new.units, old.units) + 0.01 * old.active
-            scored.append((score + tie, score, i, j))
-    for _key, _score, i, j in sorted(scored, key=lambda row: (-row[0], row[2], row[3])):
-        if i not in pairs and j not in taken:
+
+
+def _pair_same_code(
+    stored: Sequence[TaskContent], revised: Sequence[TaskContent], pairs: dict[int, int]
+) -> None:
+    # The usual revision edits a few words and renumbers nothing: a task still very like the
+    # stored one with its code is that task, without comparing it with every other.
+    taken = set(pairs.values())
+    by_code = {display_code(task.code): j for j, task in enumerate(stored) if task.active}
+    for i, task in enumerate(revised):
+        j = by_code.get(task.code)
+        if (
+            i not in pairs
+            and j is not None
+            and j not in taken
+            and similarity(task, stored[j]) >= CLOSE_ENOUGH
+        ):
             pairs[i] = j
             taken.add(j)
-    return pairs
+
+
+def _scored(
+    stored: Sequence[TaskContent], revised: Sequence[TaskContent], pairs: dict[int, int]
+) -> list[tuple[float, int, int]]:
+    """(score with tie-breakers, revised index, stored index) of every pair above its bar."""
+    taken = set(pairs.values())
+    texts = [normalise(task.text) for task in revised]
+    titles = [normalise(task.title) for task in revised]
+    scored: list[tuple[float, int, int]] = []
+    for j, old in enumerate(stored):
+        if j in taken:
+            continue
+        # One matcher per stored text: SequenceMatcher caches facts about its second sequence.
+        matcher = SequenceMatcher(None, autojunk=False)
+        old_text = normalise(old.text)
+        matcher.set_seq2(old_text)
+        old_title = normalise(old.title)
+        for i, new in enumerate(revised):
+            if i in pairs:
+                continue
+            same_code = display_code(old.code) == new.code
+            bar = SAME_CODE_BAR if same_code else OTHER_CODE_BAR
+            title = _ratio(titles[i], old_title)
+            matcher.set_seq1(texts[i])
+            if texts[i] or old_text:
+                if 0.3 * title + 0.7 * matcher.quick_ratio() < bar:
+                    continue
+                score = 0.3 * title + 0.7 * matcher.ratio()
+            else:
+                score = 0.3 * title + 0.7
+            if score < bar:
+                continue
+            tie = 0.05 * same_code + 0.02 * _jaccard(new.units, old.units) + 0.01 * old.active
+            scored.append((score + tie, i, j))
+    return scored
 
 
 def match_targets(

@@ -394,3 +394,45 @@ async def test_the_cli_asks_on_a_terminal_and_stores_nothing_on_no(db: str, tmp_
     assert accepted.returncode == 0, accepted.stderr
     assert "Updated 长政办发〔2023〕65号" in accepted.stdout
     assert (await Task.get(title="提升城市品质")).withdrawn_at is not None
+
+
+async def test_merging_two_units_on_one_task_keeps_one_assignment(db: str) -> None:
+    await imported(ORIGINAL)
+    development = await Department.get(name="县发改局")
+    planning = await Department.get(name="县自然资源和规划局")
+    layout = await Task.get(title="优化全域发展布局")  # both are on it
+    development_tasks = set(
+        await Assignment.filter(department_id=development.id).values_list("task_id", flat=True)
+    )
+    planning_tasks = set(
+        await Assignment.filter(department_id=planning.id).values_list("task_id", flat=True)
+    )
+    moved = await merge_departments("县发改局", "县自然资源和规划局")
+    assert moved.duplicates == len(development_tasks & planning_tasks) >= 1
+    assert moved.assignments == len(development_tasks - planning_tasks)
+    assert await Assignment.filter(task_id=layout.id, department_id=planning.id).count() == 1
+    assert set(
+        await Assignment.filter(department_id=planning.id).values_list("task_id", flat=True)
+    ) == (development_tasks | planning_tasks)
+
+
+async def test_the_department_command_fails_in_one_line(db: str, tmp_path: Path) -> None:
+    await imported(ORIGINAL)
+    before = await rows()
+    unknown = run_cli(db, tmp_path, "department", "merge", "县不存在局", "县建设局")
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "duban: error: unknown department: 县不存在局\n",
+    )
+    missing = run_cli(db, tmp_path, "department", "merge", "县建设局", "县住房和城乡建设局")
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+    assert "duban department rename" in missing.stderr
+    assert await rows() == before
+    renamed = run_cli(db, tmp_path, "department", "rename", "县建设局", "县住房和城乡建设局")
+    assert renamed.returncode == 0, renamed.stderr
+    assert (
+        renamed.stdout == "Renamed 县建设局 to 县住房和城乡建设局; 县建设局 is kept as an alias.\n"
+    )
+    # The next import under either name finds the same department.
+    result = await imported(renamed_unit(ORIGINAL), "2")
+    assert result.departments_added == () and result.departments_orphaned == ()

@@ -58,18 +58,52 @@ def cmd_plan_parse(args: argparse.Namespace, _settings: Callable[[], Settings]) 
 
 
 def cmd_plan_import(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    """Import (or revise) a plan. A revision that would withdraw tasks with reports, or change or
+    withdraw targets with reported values, asks first: y/N on a terminal; otherwise it stores
+    nothing and fails unless `--yes` was given. `--dry-run` prints the difference, stores nothing.
+    """
     from bot import plan_report
+    from storage.plans import ConfirmationNeeded
 
     # Parse first: a file that is not a plan never opens, let alone touches, the database.
     plan, digest = _parse_file(args.file)
-    result = _run_with_db(settings(), _import(plan, digest))
+    config = settings()
+    if args.dry_run:
+        result = _run_with_db(config, _import(plan, digest, dry_run=True))
+        print(plan_report.render_import_result(plan, result, dry_run=True))
+        return
+    try:
+        result = _run_with_db(config, _import(plan, digest, confirmed=args.yes))
+    except ConfirmationNeeded as needed:
+        if not sys.stdin.isatty():
+            raise CliError(
+                f"{'; '.join(needed.result.losses)}: nothing stored; "
+                "check with --dry-run, then pass --yes to import anyway"
+            ) from None
+        print(plan_report.render_import_result(plan, needed.result, dry_run=True))
+        print("\n".join(f"! {line}" for line in needed.result.losses))
+        if input("Import this revision anyway? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise CliError("not imported: nothing stored") from None
+        result = _run_with_db(config, _import(plan, digest))
     print(plan_report.render_import_result(plan, result))
 
 
-async def _import(plan, digest):
+async def _import(plan, digest, *, dry_run: bool = False, confirmed: bool = True):
     from storage.plans import import_plan
 
-    return await import_plan(plan, source_sha256=digest)
+    return await import_plan(plan, source_sha256=digest, dry_run=dry_run, confirmed=confirmed)
+
+
+def cmd_department_merge(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
+    """Move OLD's liaisons, invitations and history to NEW; OLD's name becomes NEW's alias.
+    `rename` does the same, or just renames OLD when no department is called NEW yet."""
+    from storage.departments import DepartmentError, merge_departments
+
+    try:
+        moved = _run_with_db(settings(), merge_departments(args.old, args.new, create=args.rename))
+    except DepartmentError as exc:
+        raise CliError(str(exc)) from None
+    print(moved.describe())
 
 
 def cmd_plan_show(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
@@ -356,6 +390,21 @@ def _run_with_db(settings: Settings, coroutine):
         coroutine.close()
 
 
+def _add_department_commands(commands) -> None:
+    department = commands.add_parser("department", help="merge or rename a department")
+    department_commands = department.add_subparsers(
+        dest="department_command", required=True, metavar="ACTION"
+    )
+    for action, text in (
+        ("merge", "move OLD's liaisons, invitations and history into the existing NEW"),
+        ("rename", "rename OLD to NEW (merging into NEW if it exists already)"),
+    ):
+        command = department_commands.add_parser(action, help=text)
+        command.add_argument("old", metavar="OLD", help="the department's name or alias")
+        command.add_argument("new", metavar="NEW", help="the department's new name")
+        command.set_defaults(handler=cmd_department_merge, rename=action == "rename")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="duban", description="督办 Duban: supervise the implementation of a plan."
@@ -370,6 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
     parse.set_defaults(handler=cmd_plan_parse)
     load = plan_commands.add_parser("import", help="store a plan (again: update it in place)")
     load.add_argument("file", help="the plan as UTF-8 or GB18030 text")
+    load.add_argument(
+        "--dry-run", action="store_true", help="print what would change; store nothing"
+    )
+    load.add_argument(
+        "--yes",
+        action="store_true",
+        help="import even if tasks with reports or targets with reported values change",
+    )
     load.set_defaults(handler=cmd_plan_import)
     show = plan_commands.add_parser("show", help="tasks by department with their role")
     show.add_argument("--department", metavar="NAME", help="one department (name or alias)")
@@ -377,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     departments = commands.add_parser("departments", help="departments and their task counts")
     departments.set_defaults(handler=cmd_departments)
+
+    _add_department_commands(commands)
 
     invite = commands.add_parser(
         "invite", help="make a single-use invitation link for a department's liaison"

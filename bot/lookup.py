@@ -456,13 +456,19 @@ class CodeResolution:
 def resolve_code(query: str, codes: Sequence[TaskCode]) -> CodeResolution:
     """Exact code, then the short form without the top-level section, then a title fragment.
 
-    Two plans with the same code: the most recently imported plan's task.
+    Two plans with the same code: the most recently imported plan's task. A task withdrawn by a
+    revision is found by its exact code only, when no active task has that code (the latest
+    withdrawn one).
     """
+    withdrawn = [item for item in codes if item.withdrawn]
+    codes = [item for item in codes if not item.withdrawn]
     code = normalise_code(query)
     if code is not None:
         exact = [item for item in codes if item.code == code]
         if exact:
             return CodeResolution(max(exact, key=lambda item: item.plan_id).id)
+        if gone := [item for item in withdrawn if item.code == code]:
+            return CodeResolution(max(gone, key=lambda item: (item.plan_id, item.id)).id)
         short = [item for item in codes if item.code.partition(".")[2] == code]
     else:
         wanted = normalise_name(query)
@@ -474,7 +480,7 @@ def resolve_code(query: str, codes: Sequence[TaskCode]) -> CodeResolution:
 
 
 async def resolve_task(query: str) -> CodeResolution:
-    return resolve_code(query, await store.active_task_codes())
+    return resolve_code(query, await store.task_codes())
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,7 +509,7 @@ async def task_card(task_id: int, actor: Actor, today: date) -> TaskCard | None:
     data = await store.task_card(task_id) if _valid_id(task_id) else None
     if data is None:
         return None
-    overdue = is_overdue(data.deadline, data.units, today)
+    overdue = data.withdrawn_at is None and is_overdue(data.deadline, data.units, today)
     return TaskCard(
         data=data,
         overdue_days=(today - data.deadline).days if overdue else 0,

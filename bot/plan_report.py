@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
 from collections.abc import Iterable, Sequence
 
@@ -67,39 +68,111 @@ def render_parsed_plan(plan: ParsedPlan) -> str:
     return "\n".join(lines)
 
 
-def render_import_result(plan: ParsedPlan, result) -> str:
-    """What `duban plan import FILE` prints: counts, then each change a revision made."""
+def render_import_result(plan: ParsedPlan, result, *, dry_run: bool = False) -> str:
+    """What `duban plan import FILE` prints: counts, then each change a revision made.
+
+    Tasks are named by code and title, renumberings as old → new, fields and targets as old → new
+    values; nothing internal (ids, hashes).
+    """
     counts = result.counts
     totals = (
         f"{counts.tasks} tasks, {counts.departments} departments, {counts.targets} targets, "
         f"{counts.requirements} requirements"
     )
     name = plan.doc_number or plan.title
+    head = "Dry run, nothing stored. " if dry_run else ""
     if result.created:
-        return f"Imported {name}: {totals}."
+        return f"{head}{'Would import' if dry_run else 'Imported'} {name}: {totals}."
     if not result.changed:
-        return f"No changes: {name} is already up to date ({totals})."
-    lines = [f"Updated {name}: {totals}."]
-    for label, codes in (
-        ("Tasks added", result.tasks_added),
-        ("Tasks removed", result.tasks_removed),
-        ("Tasks restored", result.tasks_restored),
-    ):
-        if codes:
-            lines.append(f"  {label}: {', '.join(codes)}")
-    for code, fields in result.tasks_changed.items():
-        lines.append(f"  Task {code} changed: {', '.join(fields)}")
-    for code, (before, after) in result.units_reassigned.items():
-        lines.append(f"  Task {code} units: {_unit_roles(before)} -> {_unit_roles(after)}")
-    if result.targets_changed:
-        lines.append(f"  Targets added, changed or removed: {result.targets_changed}")
+        return f"{head}No changes: {name} is already up to date ({totals})."
+    lines = [f"{head}{'Would update' if dry_run else 'Updated'} {name}: {totals}."]
+    lines += _task_lines(result)
+    for change in result.target_changes:
+        lines.append(f"  {_target_change(change)}")
     if result.requirements_changed:
         lines.append(f"  Requirements added, changed or removed: {result.requirements_changed}")
-    if result.plan_fields_changed:
-        lines.append(f"  Plan fields changed: {', '.join(result.plan_fields_changed)}")
+    # The file's checksum is bookkeeping: a changed document is what this output is about.
+    if shown := [name for name in result.plan_fields_changed if name != "source_sha256"]:
+        lines.append(f"  Plan fields changed: {', '.join(shown)}")
     if result.departments_added:
         lines.append(f"  New departments: {'、'.join(result.departments_added)}")
+    for orphan in result.departments_orphaned:
+        people = "、".join(
+            f"{full_name} @{username}" if username else full_name
+            for full_name, username in orphan.liaisons
+        )
+        lines.append(
+            f"  {orphan.name} has no task left in any active plan but has liaisons: {people}. "
+            f"If it was renamed: duban department merge {orphan.name} NEW_NAME"
+        )
     return "\n".join(lines)
+
+
+def _task_lines(result) -> list[str]:
+    titles = result.task_titles
+
+    def named(code: str) -> str:
+        return f"{code} {titles.get(code, '')}".rstrip()
+
+    lines = []
+    if result.tasks_renumbered:
+        moves = [f"{old} → {named(new)}" for old, new in result.tasks_renumbered]
+        lines.append(f"  Tasks renumbered: {'; '.join(moves)}")
+    restored = set(result.tasks_restored)
+    if added := [code for code in result.tasks_added if code not in restored]:
+        lines.append(f"  Tasks added: {'; '.join(map(named, added))}")
+    if restored:
+        lines.append(f"  Tasks restored: {'; '.join(map(named, sorted(restored)))}")
+    for removal in result.removals:
+        kept = f" ({removal.reports} report(s) kept with it)" if removal.reports else ""
+        lines.append(f"  Task withdrawn: {removal.code} {removal.title}{kept}")
+    for code, changes in result.field_changes.items():
+        lines.append(f"  Task {named(code)}:")
+        lines += [f"    {change.name}: {_difference(change.old, change.new)}" for change in changes]
+    for code, (before, after) in result.units_reassigned.items():
+        lines.append(f"  Task {named(code)} units: {_unit_roles(before)} → {_unit_roles(after)}")
+    return lines
+
+
+_EXCERPT = 40
+_CONTEXT = 8
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 1] + "…"
+
+
+def _difference(old: str, new: str) -> str:
+    """old → new; for long texts each changed part in its context: …9000「套 → 户」以上…"""
+    if len(old) <= _EXCERPT and len(new) <= _EXCERPT:
+        return f"{old} → {new}"
+    parts = []
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            before, after = old[max(i1 - _CONTEXT, 0) : i1], old[i2 : i2 + _CONTEXT]
+            parts.append(f"…{before}「{_clip(old[i1:i2])} → {_clip(new[j1:j2])}」{after}…")
+    return "; ".join(parts)
+
+
+_TARGET_ACTIONS = {
+    "added": "added",
+    "changed": "changed",
+    "restored": "restored",
+    "withdrawn": "withdrawn (its reported values are kept)",
+    "deleted": "removed",
+}
+
+
+def _target_change(change) -> str:
+    owner = f"Task {change.owner} target" if change.owner else "Plan goal"
+    action = _TARGET_ACTIONS[change.action]
+    if change.old and change.new:
+        what = f"{format_target(change.old)} → {format_target(change.new)}"
+    else:
+        what = format_target(change.old or change.new)
+    reported = f" [{change.reported} report(s) hold values for it]" if change.reported else ""
+    return f"{owner} {action}: {what}{reported}"
 
 
 def _unit_roles(units) -> str:

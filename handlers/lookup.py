@@ -473,6 +473,13 @@ def render_task_card(
         f"📌 <code>{quote(data.code)}</code> <b>{quote(data.title)}</b>",
         f"<i>{quote(data.section)}</i>",
     ]
+    if data.withdrawn_at is not None:
+        withdrawn = data.withdrawn_at.astimezone(settings.tz).date()
+        lines.append(
+            _("⚠️ Withdrawn by a plan revision on {date}; its reports are kept below.").format(
+                date=_date(withdrawn)
+            )
+        )
     due = _("due {date}").format(date=_date(data.deadline))
     lines.append(f"{due} · {_overdue(card.overdue_days)}" if card.overdue_days else due)
     lines += ["", _("<b>Units</b>")]
@@ -517,7 +524,7 @@ def render_task_card(
     if shortened:
         lines.append(_("… (shortened)"))
     mine = any(unit.department_id == actor.department_id for unit in data.units)
-    if private and actor.can_report and mine:
+    if private and actor.can_report and mine and data.withdrawn_at is None:
         lines += ["", _("Report progress: /report")]
     return split_message("\n".join(lines))
 

@@ -30,6 +30,7 @@ from tortoise.expressions import F
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
+from bot.plan_revision import display_code
 from bot.redaction import redact
 from storage.enums import LiaisonRole
 from storage.models import Delivery, DeliveryKind, DeliveryStatus, Liaison
@@ -440,7 +441,7 @@ async def delivery_issues_since(since: datetime) -> list[DeliveryIssueRow]:
             DeliveryIssueRow(
                 kind=str(row.kind),
                 recipient=recipient,
-                task_code=row.task.code if row.task is not None else None,
+                task_code=display_code(row.task.code) if row.task is not None else None,
                 reason=reason,
                 due_at=row.due_at,
                 chat_id=row.chat_id,

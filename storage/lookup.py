@@ -18,6 +18,7 @@ from tortoise.functions import Max
 from tortoise.queryset import QuerySet
 
 from bot.plan_model import Comparator, DepartmentKind, Role
+from bot.plan_revision import display_code
 from storage.enums import LiaisonRole, ReportStatus
 from storage.models import Assignment, Department, Liaison, Report, Target, Task
 from storage.summary import reported_values
@@ -37,6 +38,7 @@ class TaskCode:
     plan_id: int
     code: str
     title: str
+    withdrawn: bool = False  # withdrawn by a plan revision: found by its exact code only
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ class TaskCardData:
     deadline: date
     units: tuple[CardUnit, ...]
     targets: tuple[CardTarget, ...]
+    withdrawn_at: datetime | None = None  # a revision dropped it; its reports stay readable
 
 
 async def all_departments() -> list[DepartmentRow]:
@@ -133,14 +136,27 @@ async def all_departments() -> list[DepartmentRow]:
     ]
 
 
-async def active_task_codes() -> list[TaskCode]:
-    """Codes and titles of every active task (for resolving "2.1.3", "1.3" or a title)."""
+async def task_codes() -> list[TaskCode]:
+    """Codes and titles of every task, active ones first (for resolving "2.1.3", "1.3" or a
+    title); a withdrawn task's code as the document wrote it."""
     rows = await (
-        Task.filter(withdrawn_at__isnull=True)
-        .order_by("plan_id", "position")
-        .values("id", "plan_id", "code", "title")
+        Task.all()
+        .order_by("plan_id", "position", "id")
+        .values("id", "plan_id", "code", "title", "withdrawn_at")
     )
-    return [TaskCode(row["id"], row["plan_id"], row["code"], row["title"]) for row in rows]
+    return sorted(
+        (
+            TaskCode(
+                row["id"],
+                row["plan_id"],
+                display_code(row["code"]),
+                row["title"],
+                row["withdrawn_at"] is not None,
+            )
+            for row in rows
+        ),
+        key=lambda code: code.withdrawn,
+    )
 
 
 async def department_card(department_id: int) -> DepartmentCard | None:
@@ -229,9 +245,9 @@ async def task_board(
 
 
 async def task_card(task_id: int) -> TaskCardData | None:
-    """One active task in full: units with their latest report, targets with their latest
-    reported value; four queries."""
-    task = await Task.get_or_none(id=task_id, withdrawn_at__isnull=True)
+    """One task in full: units with their latest report, targets with their latest reported
+    value; four queries. A withdrawn task comes with `withdrawn_at`: its reports are history."""
+    task = await Task.get_or_none(id=task_id)
     if task is None:
         return None
     assignments = await (
@@ -239,7 +255,7 @@ async def task_card(task_id: int) -> TaskCardData | None:
         .order_by("position")
         .values("department_id", "department__name", "role")
     )
-    targets = await Target.filter(task_id=task_id).order_by("position")
+    targets = await Target.filter(task_id=task_id, withdrawn_at__isnull=True).order_by("position")
     # A task collects a report per unit per cycle: a few hundred rows at most over the plan.
     reports = await (
         Report.filter(task_id=task_id, withdrawn_at__isnull=True)
@@ -265,7 +281,7 @@ async def task_card(task_id: int) -> TaskCardData | None:
     return TaskCardData(
         id=task.id,
         plan_id=task.plan_id,
-        code=task.code,
+        code=display_code(task.code),
         section=task.section,
         title=task.title,
         text=task.text,
@@ -293,6 +309,7 @@ async def task_card(task_id: int) -> TaskCardData | None:
             )
             for target in targets
         ),
+        withdrawn_at=task.withdrawn_at,
     )
 
 

@@ -137,6 +137,9 @@ class Target(Model):
     comparator = fields.CharEnumField(Comparator, max_length=_ENUM_LENGTH, description="")
     deadline = fields.DateField(null=True)
     baseline = fields.DecimalField(max_digits=20, decimal_places=4, null=True)
+    # Set when a revision drops or re-units a target that has reported values: reports keep
+    # pointing at it (Report.values), so it is withdrawn, never deleted. Readers skip it.
+    withdrawn_at = fields.DatetimeField(null=True)
 
     plan_id: int
     task_id: int | None

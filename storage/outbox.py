@@ -83,7 +83,7 @@ async def targets_by_id(target_ids: Iterable[int]) -> list[TargetBrief]:
     if not ids:
         return []
     rows = (
-        await Target.filter(id__in=ids)
+        await Target.filter(id__in=ids, withdrawn_at__isnull=True)
         .order_by("plan_id", "task_id", "position")
         .values("id", "metric", "value", "unit", "comparator")
     )

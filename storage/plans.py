@@ -8,12 +8,18 @@ tasks; report values point at targets):
 - the plan by doc_number, else by title (only when one side has no doc_number: two different
   文号 are two documents);
 - departments by name, or by alias in either direction; aliases are merged, never dropped;
-- tasks by code; a task missing from the revision is withdrawn (soft-deleted), and restored when a
-  later revision brings it back;
+- tasks by content (title and text, then units; bot.plan_revision), not by code alone: a renumbered
+  task keeps its id, hence its reports, and takes its new code; a task missing from the revision
+  is withdrawn (soft-deleted) with its reports, and restored when a later revision brings it back;
 - assignments by (task, department);
-- targets by metric and unit within their owner (the plan's goals, or one task), then by
-  position;
+- targets by metric and unit within their owner (the plan's goals, or one task), then by unit and
+  a similar metric; a target with a new unit is a new target. A target the revision drops is
+  withdrawn when reports hold values against it, deleted otherwise;
 - requirements by code.
+
+`import_plan(..., dry_run=True)` computes the same result and stores nothing; with
+`confirmed=False` an import that would withdraw tasks with reports, or change or withdraw targets
+with reported values, stores nothing and raises ConfirmationNeeded.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from bot.plan_model import (
+    Comparator,
     DepartmentKind,
     ParsedPlan,
     ParsedTarget,
@@ -36,7 +43,24 @@ from bot.plan_model import (
     ParsedUnit,
     Role,
 )
-from storage.models import Assignment, Department, Plan, Requirement, Target, Task
+from bot.plan_revision import (
+    TargetContent,
+    TaskContent,
+    displaced_code,
+    display_code,
+    match_targets,
+    match_tasks,
+)
+from storage.models import (
+    Assignment,
+    Department,
+    Liaison,
+    Plan,
+    Report,
+    Requirement,
+    Target,
+    Task,
+)
 
 UnitRoles = tuple[tuple[str, Role], ...]  # (department name, role) in the task's order
 
@@ -52,6 +76,45 @@ class ImportCounts:
     departments: int
     targets: int
     requirements: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRemoval:
+    """A task the revision withdrew, named as the stored plan had it."""
+
+    code: str
+    title: str
+    reports: int
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    name: str  # title, text, section, deadline, cycle
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetChange:
+    """A target added, changed, restored, withdrawn (it has reported values) or deleted.
+
+    `owner`: the task's code (its new one), or "" for the plan's goals. `reported`: how many
+    reports hold a value against the stored target.
+    """
+
+    owner: str
+    action: str  # "added" | "changed" | "restored" | "withdrawn" | "deleted"
+    old: ParsedTarget | None
+    new: ParsedTarget | None
+    reported: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanedDepartment:
+    """A department left without any active task while it still has liaisons."""
+
+    name: str
+    liaisons: tuple[tuple[str, str | None], ...]  # (full name, username)
 
 
 @dataclass(frozen=True)
@@ -78,6 +141,30 @@ class ImportResult:
     departments_added: tuple[str, ...] = ()
     departments_updated: tuple[str, ...] = ()
     positions_updated: int = 0
+    tasks_renumbered: tuple[tuple[str, str], ...] = ()  # (old code, new code)
+    task_titles: dict[str, str] = field(default_factory=dict)  # new code -> title
+    removals: tuple[TaskRemoval, ...] = ()
+    field_changes: dict[str, tuple[FieldChange, ...]] = field(default_factory=dict)
+    target_changes: tuple[TargetChange, ...] = ()
+    departments_orphaned: tuple[OrphanedDepartment, ...] = ()
+
+    @property
+    def losses(self) -> list[str]:
+        """What needs the operator's confirmation: history moved out of the active plan."""
+        lost = [
+            f"task {removal.code} {removal.title} would be withdrawn with "
+            f"{removal.reports} report(s)"
+            for removal in self.removals
+            if removal.reports
+        ]
+        for change in self.target_changes:
+            if change.reported and change.action in ("changed", "withdrawn") and change.old:
+                owner = f"task {change.owner}" if change.owner else "the plan's goals"
+                lost.append(
+                    f"target {change.old.metric} ({owner}) would be {change.action} with "
+                    f"{change.reported} reported value(s)"
+                )
+        return lost
 
     @property
     def changed(self) -> bool:
@@ -93,15 +180,44 @@ class ImportResult:
                 self.departments_added,
                 self.departments_updated,
                 self.positions_updated,
+                self.tasks_renumbered,
             )
         )
 
 
-async def import_plan(parsed: ParsedPlan, source_sha256: str) -> ImportResult:
-    """Create or update the plan described by `parsed`, all in one transaction."""
+class ConfirmationNeeded(Exception):
+    """The import would withdraw history (ImportResult.losses); nothing was stored."""
+
+    def __init__(self, result: ImportResult) -> None:
+        super().__init__("; ".join(result.losses))
+        self.result = result
+
+
+class _RollBack(Exception):
+    def __init__(self, result: ImportResult) -> None:
+        super().__init__("roll back")
+        self.result = result
+
+
+async def import_plan(
+    parsed: ParsedPlan, source_sha256: str, *, dry_run: bool = False, confirmed: bool = True
+) -> ImportResult:
+    """Create or update the plan described by `parsed`, all in one transaction.
+
+    `dry_run`: compute the result, store nothing. `confirmed=False`: raise ConfirmationNeeded,
+    storing nothing, when the result has losses.
+    """
     _validate(parsed)
-    async with in_transaction():
-        return await _Importer(parsed, source_sha256).run()
+    try:
+        async with in_transaction():
+            result = await _Importer(parsed, source_sha256).run()
+            if dry_run or (result.losses and not confirmed):
+                raise _RollBack(result)
+            return result
+    except _RollBack as rolled_back:
+        if dry_run:
+            return rolled_back.result
+        raise ConfirmationNeeded(rolled_back.result) from None
 
 
 def _validate(parsed: ParsedPlan) -> None:
@@ -151,14 +267,21 @@ class _Importer:
         self.new_codes: set[str] = set()
         self.changes: dict[str, Any] = defaultdict(list)
         self.counters: dict[str, int] = defaultdict(int)
+        self.reports_per_task: Counter[int] = Counter()
 
     async def run(self) -> ImportResult:
         plan, created = await self._find_or_create_plan()
         await self._sync_departments()
+        before = set(
+            await Assignment.filter(
+                task__plan_id=plan.id, task__withdrawn_at__isnull=True
+            ).values_list("department_id", flat=True)
+        )
         await self._sync_tasks(plan)
         await self._sync_assignments(plan)
         await self._sync_targets(plan)
         await self._sync_requirements(plan)
+        await self._find_orphans(before)
         result = self._result(plan, created)
         if result.changed and not created:
             # Bump updated_at whenever anything in the plan changed, not only its own columns.
@@ -221,34 +344,84 @@ class _Importer:
         self.department_names = {d.id: d.name for d in [*existing, *self.departments.values()]}
 
     async def _sync_tasks(self, plan: Plan) -> None:
-        existing = {
-            task.code: task for task in await Task.filter(plan_id=plan.id).order_by("position")
-        }
+        existing = list(await Task.filter(plan_id=plan.id).order_by("position", "id"))
+        units: dict[int, set[str]] = defaultdict(set)
+        for task_id, name in await Assignment.filter(task__plan_id=plan.id).values_list(
+            "task_id", "department__name"
+        ):
+            units[task_id].add(name)
+        self.reports_per_task = Counter(
+            await Report.filter(task__plan_id=plan.id).values_list("task_id", flat=True)
+        )
+        stored = [
+            TaskContent(t.code, t.title, t.text, frozenset(units[t.id]), t.withdrawn_at is None)
+            for t in existing
+        ]
+        revised = [
+            TaskContent(
+                p.code, p.title, p.text, frozenset(self.departments[u.name].name for u in p.units)
+            )
+            for p in self.parsed.tasks
+        ]
+        pairs = match_tasks(stored, revised)
+        owner = {j: i for i, j in pairs.items()}
+        wanted = {task.code for task in self.parsed.tasks}
+        final_codes: dict[int, str] = {}
+        for j, task in enumerate(existing):
+            if j in owner:
+                final_codes[j] = self.parsed.tasks[owner[j]].code
+            elif task.code in wanted:  # an unmatched task makes way for the document's
+                final_codes[j] = displaced_code(task.code, task.id)
+        # Codes are unique per plan: move every task whose code changes to a code no task can
+        # hold, then give each its final code (all inside the import's transaction).
+        moving = [j for j, code in final_codes.items() if existing[j].code != code]
+        for j in moving:
+            await _update(existing[j], {"code": f"~{existing[j].id}"})
+        for j in moving:
+            task = existing[j]
+            old = stored[j].code
+            await _update(task, {"code": final_codes[j]})
+            if j in owner and display_code(old) != task.code:
+                self.changes["tasks_renumbered"].append((display_code(old), task.code))
         for position, parsed_task in enumerate(self.parsed.tasks):
             values = _task_values(parsed_task)
-            task = existing.get(parsed_task.code)
-            if task is None:
+            if position in pairs:
+                task = existing[pairs[position]]
+                await self._update_task(task, position, values)
+            else:
                 task = await Task.create(
                     plan=plan, code=parsed_task.code, position=position, **values
                 )
                 self.new_codes.add(parsed_task.code)
                 self.changes["tasks_added"].append(parsed_task.code)
-            else:
-                await self._update_task(task, position, values)
             self.tasks[parsed_task.code] = task
         now = datetime.now(UTC)
-        for code, task in existing.items():
-            if code not in self.tasks and task.withdrawn_at is None:
+        for j, task in enumerate(existing):
+            if j not in owner and task.withdrawn_at is None:
                 await _update(task, {"withdrawn_at": now})
+                code = display_code(stored[j].code)
                 self.changes["tasks_removed"].append(code)
+                self.changes["removals"].append(
+                    TaskRemoval(code, task.title, self.reports_per_task[task.id])
+                )
 
     async def _update_task(self, task: Task, position: int, values: dict[str, Any]) -> None:
         if task.withdrawn_at is not None:
             self.changes["tasks_added"].append(task.code)
             self.changes["tasks_restored"].append(task.code)
+        before = {name: getattr(task, name) for name in values}
         changed = await _update(task, {**values, "position": position, "withdrawn_at": None})
         if content := [name for name in changed if name not in ("position", "withdrawn_at")]:
             self.changes["tasks_changed"].append((task.code, content))
+            self.changes["field_changes"].append(
+                (
+                    task.code,
+                    tuple(
+                        FieldChange(name, _shown(before[name]), _shown(values[name]))
+                        for name in content
+                    ),
+                )
+            )
         elif changed == ["position"]:
             self.counters["positions_updated"] += 1
 
@@ -293,29 +466,76 @@ class _Importer:
 
     async def _sync_targets(self, plan: Plan) -> None:
         current: dict[int | None, list[Target]] = defaultdict(list)
-        for target in await Target.filter(plan_id=plan.id).order_by("position"):
+        for target in await Target.filter(plan_id=plan.id).order_by("position", "id"):
             current[target.task_id].append(target)
+        reported: Counter[int] = Counter()
+        for values in await Report.filter(task__plan_id=plan.id).values_list("values", flat=True):
+            reported.update({int(item["target_id"]) for item in values or ()})
         owners: list[tuple[Task | None, tuple[ParsedTarget, ...]]] = [(None, self.parsed.goals)]
         owners += [(self.tasks[task.code], task.targets) for task in self.parsed.tasks]
+        now = datetime.now(UTC)
         to_delete: list[int] = []
         for owner, parsed_targets in owners:
             rows = current.get(owner.id if owner else None, [])
             counted = owner is None or owner.code not in self.new_codes
-            matched, unmatched = _match_targets(rows, parsed_targets)
-            for position, (parsed_target, target) in enumerate(
+            label = owner.code if owner else ""
+            matched = match_targets(
+                [TargetContent(r.metric, r.unit, r.withdrawn_at is None) for r in rows],
+                [TargetContent(t.metric, t.unit) for t in parsed_targets],
+            )
+            for position, (parsed_target, index) in enumerate(
                 zip(parsed_targets, matched, strict=True)
             ):
                 values = {**_target_values(parsed_target), "position": position}
-                if target is None:
+                if index is None:
                     await Target.create(plan=plan, task=owner, **values)
-                    self.counters["targets_changed"] += int(counted)
-                elif await _update(target, values):
+                    if counted:
+                        self._target_change(label, "added", None, parsed_target)
+                    continue
+                target = rows[index]
+                old = _parsed_target(target)
+                restored = target.withdrawn_at is not None
+                changed = await _update(target, {**values, "withdrawn_at": None})
+                if restored:
+                    self._target_change(label, "restored", old, parsed_target)
+                elif [name for name in changed if name not in ("position", "text")]:
+                    self._target_change(label, "changed", old, parsed_target, reported[target.id])
+                elif changed:
                     self.counters["targets_changed"] += 1
-            to_delete += [target.id for target in unmatched]
+            used = {index for index in matched if index is not None}
+            dropped = [row for index, row in enumerate(rows) if index not in used]
+            to_delete += await self._drop_targets(label, dropped, reported, now)
         # Targets of withdrawn tasks stay, like the tasks: a restored task finds them again.
         if to_delete:
             await Target.filter(id__in=to_delete).delete()
-            self.counters["targets_changed"] += len(to_delete)
+
+    async def _drop_targets(
+        self, owner: str, rows: list[Target], reported: Counter[int], now: datetime
+    ) -> list[int]:
+        """Withdraw the dropped targets that hold reported values; return the others' ids."""
+        to_delete: list[int] = []
+        for target in rows:
+            if target.withdrawn_at is not None:
+                continue
+            if reported[target.id]:
+                await _update(target, {"withdrawn_at": now})
+                action = "withdrawn"
+            else:
+                to_delete.append(target.id)
+                action = "deleted"
+            self._target_change(owner, action, _parsed_target(target), None, reported[target.id])
+        return to_delete
+
+    def _target_change(
+        self,
+        owner: str,
+        action: str,
+        old: ParsedTarget | None,
+        new: ParsedTarget | None,
+        reported: int = 0,
+    ) -> None:
+        self.changes["target_changes"].append(TargetChange(owner, action, old, new, reported))
+        self.counters["targets_changed"] += 1
 
     async def _sync_requirements(self, plan: Plan) -> None:
         rows = {item.code: item for item in await Requirement.filter(plan_id=plan.id)}
@@ -337,6 +557,28 @@ class _Importer:
         if rows:
             await Requirement.filter(id__in=[item.id for item in rows.values()]).delete()
             self.counters["requirements_changed"] += len(rows)
+
+    async def _find_orphans(self, before: set[int]) -> None:
+        """Departments this plan gave work to, left with no active task in any plan."""
+        still = set(
+            await Assignment.filter(
+                task__withdrawn_at__isnull=True, department_id__in=list(before)
+            ).values_list("department_id", flat=True)
+        )
+        gone = before - still
+        if not gone:
+            return
+        people: dict[int, list[tuple[str, str | None]]] = defaultdict(list)
+        for department_id, name, username in (
+            await Liaison.filter(department_id__in=list(gone), active=True)
+            .order_by("id")
+            .values_list("department_id", "full_name", "username")
+        ):
+            people[department_id].append((name, username))
+        for department in await Department.filter(id__in=list(people)).order_by("id"):
+            self.changes["departments_orphaned"].append(
+                OrphanedDepartment(department.name, tuple(people[department.id]))
+            )
 
     def _result(self, plan: Plan, created: bool) -> ImportResult:
         parsed = self.parsed
@@ -361,6 +603,12 @@ class _Importer:
             departments_added=tuple(changes["departments_added"]),
             departments_updated=tuple(changes["departments_updated"]),
             positions_updated=self.counters["positions_updated"],
+            tasks_renumbered=tuple(changes["tasks_renumbered"]),
+            task_titles={task.code: task.title for task in parsed.tasks},
+            removals=tuple(changes["removals"]),
+            field_changes=dict(changes["field_changes"]),
+            target_changes=tuple(changes["target_changes"]),
+            departments_orphaned=tuple(changes["departments_orphaned"]),
         )
 
 
@@ -398,27 +646,24 @@ def _task_values(task: ParsedTask) -> dict[str, Any]:
     }
 
 
-def _match_targets(
-    rows: list[Target], parsed: tuple[ParsedTarget, ...]
-) -> tuple[list[Target | None], list[Target]]:
-    """Pair stored targets with the document's: same metric and unit first, then same place.
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
-    Reports store values against target ids, so a target inserted before others in a revision
-    must not shift the later ones onto each other's rows.
-    """
-    free = list(rows)
-    matched: list[Target | None] = [None] * len(parsed)
-    for index, target in enumerate(parsed):
-        row = next((r for r in free if (r.metric, r.unit) == (target.metric, target.unit)), None)
-        if row is not None:
-            matched[index] = row
-            free.remove(row)
-    for index in range(len(parsed)):
-        row = next((r for r in free if r.position == index), None)
-        if matched[index] is None and row is not None:
-            matched[index] = row
-            free.remove(row)
-    return matched, free
+
+def _parsed_target(target: Target) -> ParsedTarget:
+    return ParsedTarget(
+        text=target.text,
+        metric=target.metric,
+        value=Decimal(target.value),
+        unit=target.unit,
+        comparator=Comparator(target.comparator),
+        deadline=target.deadline,
+        baseline=None if target.baseline is None else Decimal(target.baseline),
+    )
 
 
 def _target_values(target: ParsedTarget) -> dict[str, Any]:
@@ -570,9 +815,10 @@ async def get_plan_summary() -> PlanSummary | None:
     department_ids = await Assignment.filter(
         task__plan_id=plan.id, task__withdrawn_at__isnull=True
     ).values_list("department_id", flat=True)
-    goals = await Target.filter(plan_id=plan.id, task_id__isnull=True).count()
-    task_targets = await Target.filter(
-        plan_id=plan.id, task__withdrawn_at__isnull=True, task_id__isnull=False
+    targets = Target.filter(plan_id=plan.id, withdrawn_at__isnull=True)
+    goals = await targets.filter(task_id__isnull=True).count()
+    task_targets = await targets.filter(
+        task__withdrawn_at__isnull=True, task_id__isnull=False
     ).count()
     return PlanSummary(
         id=plan.id,

@@ -148,7 +148,7 @@ _REPORT_TASK_SQL = """
     JOIN tasks t ON t.id = a.task_id
     JOIN plans p ON p.id = t.plan_id
     JOIN departments d ON d.id = a.department_id
-    LEFT JOIN targets g ON g.task_id = t.id
+    LEFT JOIN targets g ON g.task_id = t.id AND g.withdrawn_at IS NULL
     WHERE a.task_id = ? AND t.withdrawn_at IS NULL
     ORDER BY a."position", g."position"
 """

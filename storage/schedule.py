@@ -45,7 +45,7 @@ async def load_schedule_inputs(reports_since: datetime | None = None) -> Schedul
         .values_list("task_id", "department_id", "role")
     )
     targets = (
-        await Target.filter(deadline__isnull=False)
+        await Target.filter(deadline__isnull=False, withdrawn_at__isnull=True)
         .filter(Q(task_id__isnull=True) | Q(task__withdrawn_at__isnull=True))
         .order_by("plan_id", "task_id", "position")
         .values_list("id", "plan_id", "task_id", "deadline")

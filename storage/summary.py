@@ -253,7 +253,7 @@ _DEPARTMENTS_SQL = "SELECT id, name, kind FROM departments"
 _TARGETS_SQL = """
     SELECT id, task_id, metric, "value", unit, comparator, deadline, baseline
     FROM targets
-    WHERE plan_id = ?
+    WHERE plan_id = ? AND withdrawn_at IS NULL
     ORDER BY task_id, "position"
 """
 

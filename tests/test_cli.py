@@ -70,8 +70,14 @@ def test_revised_document_prints_what_changed(capsys, database, tmp_path):
     code, out, _ = run(capsys, "plan", "import", str(revised_path))
     assert code == 0
     assert out.startswith("Updated 长政办发〔2023〕65号")
-    assert "Task 2.4.1 units: 县教育局(牵头) -> 县教育局(牵头)、县财政局(配合)" in out
-    assert "Targets added, changed or removed: 1" in out
+    assert (
+        "Task 2.4.1 建设“学有所教”高质量教育体系 units: "
+        "县教育局(牵头) → 县教育局(牵头)、县财政局(配合)" in out
+    )
+    assert (
+        "Task 2.1.3 target changed: 累计筹集保障性租赁住房 ≥ 9000 套 by 2027-12-31 → "
+        "累计筹集保障性租赁住房 ≥ 9500 套 by 2027-12-31" in out
+    )
     assert "New departments: 县财政局" in out
 
 

@@ -473,3 +473,20 @@ async def test_overdue_for_a_coordinator_and_a_liaison(dispatcher, bot, plan):
     assert "第 3/3 页" in edit.text
     # A group header opens every page, so a page never starts with an orphan task.
     assert edit.text.splitlines()[2].startswith("<b>")
+
+
+async def test_a_task_withdrawn_by_a_revision_still_shows_its_reports(dispatcher, bot, plan):
+    text = PLAN.read_text(encoding="utf-8")
+    revised = "\n".join(line for line in text.splitlines() if not line.startswith("3.推动城市"))
+    await import_plan(parse_plan(revised.encode()), "2" * 64)
+
+    text = (await reply(dispatcher, bot, ADMIN, "/task 2.1.3")).text
+    lines = text.splitlines()
+    assert lines[0] == "📌 <code>2.1.3</code> <b>推动城市有机更新</b>"
+    assert lines[2].startswith("⚠️ 该任务已于 20") and "因方案修订撤销" in lines[2]
+    assert "已筹集6200套 &lt;b&gt;加粗&lt;/b&gt;" in text and "配合推进中" in text
+    assert "逾期" not in text
+
+    text = (await reply(dispatcher, bot, LIAISON, "/task 2.1.3", lang="en")).text
+    assert "Withdrawn by a plan revision on " in text
+    assert "/report" not in text  # nobody reports on withdrawn work

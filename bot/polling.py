@@ -74,6 +74,8 @@ class Poller:
     async def run(self, stop: asyncio.Event, **data: Any) -> None:
         """Poll until `stop` is set; `data` reaches the handlers as workflow data."""
         self._handled = await _load_handled()
+        if self._handled:
+            log.info("%d updates handled before the restart are skipped", len(self._handled))
         backoff = Backoff(config=BACKOFF)
         kwargs = {}
         if self.bot.session.timeout:  # the long poll itself must not look like a timeout

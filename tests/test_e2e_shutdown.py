@@ -100,9 +100,14 @@ class Duban:
         if webhook:  # its web server listens right after setWebhook
             await self.said("Webhook server on")
 
-    async def said(self, text: str) -> None:
-        """Until a line of its output contains `text`."""
-        await _until(lambda: any(text in line for line in self.lines), 30, f"{text!r} logged")
+    async def said(self, text: str, *, or_exited: bool = False) -> None:
+        """Until a line of its output contains `text` (or, with `or_exited`, it has exited)."""
+
+        def check() -> bool:
+            exited = or_exited and self.process.returncode is not None
+            return exited or any(text in line for line in self.lines)
+
+        await _until(check, 30, f"{text!r} logged")
 
     def send(self, sig: int = signal.SIGTERM) -> None:
         if self.process.returncode is None:
@@ -339,7 +344,7 @@ async def test_sigterm_while_polling_answers_every_update_once_after_the_restart
             await _until(lambda: all(tg.deliveries[i] for i in burst), 30, "burst fetched")
             await tg.wait_until(lambda: any(c.done_seq is None for c in tg.calls_to("sendMessage")))
             first.send(signal.SIGTERM)
-            await first.said("Received SIGTERM")
+            await first.said("Received SIGTERM", or_exited=True)
             late = tg.add_user("Late", user_id=6100, language_code="en", started=True)
             tg.send_text(late, None, "/start")  # arrives while the bot stops
             strangers.append(late)
@@ -411,7 +416,7 @@ async def test_sigterm_in_webhook_mode_answers_every_update_once_after_the_resta
                 timeout=30,
             )
             first.send(signal.SIGTERM)
-            await first.said("Received SIGTERM")
+            await first.said("Received SIGTERM", or_exited=True)
             late = tg.add_user("Late", user_id=6100, language_code="en", started=True)
             tg.send_text(late, None, "/start")  # arrives while the bot stops
             strangers.append(late)

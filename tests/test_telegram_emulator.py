@@ -186,7 +186,7 @@ async def test_slow_calls_wait_and_a_client_that_hangs_up_gets_nothing_done(
         await tg.wait_until(lambda: tg.calls_to("sendMessage")[0].done_seq is not None or None)
         assert tg.sent == []
         await impatient.send_message(alice.id, "at once")  # count=1: the next call is not slow
-        tg.slow("sendMessage", 0.2)
+        tg.slow("sendMessage", 0.05)
         await impatient.send_message(alice.id, "after a while")
         tg.slow("sendMessage", 0)
         assert [m.text for m in tg.sent] == ["at once", "after a while"]

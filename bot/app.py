@@ -44,6 +44,7 @@ from bot.i18n import build_i18n
 from bot.messages import make_renderer
 from bot.onboarding import remember_bot_username
 from bot.people import Access
+from bot.polling import Poller
 from bot.redaction import redact, register_secret
 from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers import build_routers
@@ -116,10 +117,13 @@ def build_fsm_storage(settings: Settings) -> BaseStorage:
 
 def _events_isolation(storage: BaseStorage) -> BaseEventIsolation:
     """One user's updates are handled one at a time (an album's photos must not race on the
-    draft): a Redis lock beside Redis storage, so it holds across processes; else in memory."""
+    draft): a Redis lock beside Redis storage, so it holds across processes, and expires within
+    seconds when its process dies (bot/isolation.py); else in memory."""
     redis = _redis_storage(storage)
     if redis is not None:
-        return redis.create_isolation()
+        from bot.isolation import RenewedRedisEventIsolation  # noqa: PLC0415 - only with Redis
+
+        return RenewedRedisEventIsolation(redis.redis, redis.key_builder)
     return SimpleEventIsolation()
 
 
@@ -196,8 +200,7 @@ async def run(settings: Settings) -> None:
             await _run_webhook(bot, dispatcher, settings)
         else:
             await bot.delete_webhook(drop_pending_updates=False)
-            # aiogram stops polling on SIGTERM/SIGINT and lets in-flight updates finish.
-            await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=False)
+            await _run_polling(bot, dispatcher, settings)
     finally:
         await bot.session.close()
         await close_db()
@@ -236,13 +239,46 @@ async def _check_telegram(bot: Bot, settings: Settings) -> None:
         ) from None
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(signum, _on_signal, signum, stop)
+    return stop
+
+
+def _on_signal(signum: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("Received %s: stopping", signum.name)
+    stop.set()
+
+
+async def _run_polling(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
+    """Long polling that confirms only handled updates (bot/polling.py), between the
+    dispatcher's start-up and shut-down hooks (scheduler, storage)."""
+    stop = _stop_on_signals()
+    data = {"dispatcher": dispatcher, "bots": (bot,), **dispatcher.workflow_data}
+    await dispatcher.emit_startup(bot=bot, **data)
+    try:
+        poller = Poller(
+            dispatcher,
+            bot,
+            grace=settings.shutdown_grace_seconds,
+            allowed_updates=dispatcher.resolve_used_update_types(),
+        )
+        log.info("Polling for updates")
+        await poller.run(stop, bots=(bot,))
+    finally:
+        await dispatcher.emit_shutdown(bot=bot, **data)
+
+
 async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
     # The web server is loaded only for a webhook (module docstring).
-    from aiogram.webhook.aiohttp_server import (  # noqa: PLC0415
-        SimpleRequestHandler,
-        setup_application,
-    )
+    from aiogram.webhook.aiohttp_server import setup_application  # noqa: PLC0415
     from aiohttp import web  # noqa: PLC0415
+
+    from bot.webhook import WebhookHandler  # noqa: PLC0415
 
     secret = (
         settings.webhook_secret.get_secret_value()
@@ -251,21 +287,20 @@ async def _run_webhook(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> 
     )
     path = urlsplit(settings.webhook_url).path or "/"
     app = web.Application()
-    # SimpleRequestHandler answers 401 when X-Telegram-Bot-Api-Secret-Token is wrong or missing.
-    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, secret_token=secret).register(app, path)
+    # 401 when X-Telegram-Bot-Api-Secret-Token is wrong or missing; 200 once handled.
+    webhook = WebhookHandler(dispatcher, bot, secret)
+    app.router.add_post(path, webhook)
     setup_application(app, dispatcher, bot=bot)
     await bot.set_webhook(settings.webhook_url, secret_token=secret)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, settings.webhook_host, settings.webhook_port).start()
     log.info("Webhook server on %s:%s%s", settings.webhook_host, settings.webhook_port, path)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()  # waits for in-flight requests, then runs the shutdown hooks
+        # Refuse new updates, settle those in flight, then stop the server and the hooks.
+        await webhook.drain(settings.shutdown_grace_seconds)
+        await runner.cleanup()
         await bot.session.close()

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8080, ge=1, le=65535)
+    # On SIGTERM, how long updates already taken in may run before they are cancelled (and so
+    # left unconfirmed: Telegram delivers them again after the restart).
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=600)
     # Scheduled prompts, reminders, nudges and summaries; off only for tests of other features
     # (their fixtures must not depend on which day the suite runs).
     scheduling: bool = True

@@ -966,9 +966,11 @@ async def confirm(
     status = ReportStatus(data.get("status") or ReportStatus.ON_TRACK)
     values = stored_values(value_from_data(item) for item in data.get("values", []))
     text = compose_text(data.get("texts", [])) or (data.get("old_text") or "")
-    await state.clear()
+    # The draft is cleared only once the report is committed: a stop or crash in between leaves
+    # it for the confirmation Telegram delivers again (a repeat is recognised by its message).
     if data.get("report_id"):
         report = await _apply_edit(callback, data, status=status, text=text, values=values, now=now)
+        await state.clear()
         if report is None:
             return
         await _answer(callback, _("Report updated."))
@@ -991,6 +993,7 @@ async def confirm(
             created_at=now,
         )
     )
+    await state.clear()
     if report is None:  # the same report arrived twice: the first one is stored
         await _answer(callback)
         return

@@ -153,6 +153,47 @@ async def test_offset_confirms_updates_and_redelivery_is_possible(tg: TelegramEm
     assert tg.deliveries[first] == 2
 
 
+async def test_unconfirmed_updates_are_delivered_again(tg: TelegramEmulator) -> None:
+    """Telegram's offset rule: getUpdates confirms only the updates below its offset."""
+    alice = tg.add_user("Alice")
+    for text in ("one", "two", "three"):
+        tg.send_text(alice, None, text)
+    ids = [update["update_id"] for update in tg.updates]
+
+    async def get_updates(**params: str) -> list[int]:
+        async with aiohttp.ClientSession() as http:
+            url = f"{tg.base_url}/bot{TOKEN}/getUpdates"
+            async with http.post(url, data={"timeout": "0", **params}) as response:
+                return [update["update_id"] for update in (await response.json())["result"]]
+
+    assert await get_updates() == ids
+    assert await get_updates() == ids  # nothing confirmed yet: all of them again
+    assert await get_updates(offset=str(ids[1])) == ids[1:]  # confirms the first one only
+    assert await get_updates() == ids[1:]
+    assert await get_updates(offset=str(ids[2] + 1)) == []
+    assert tg.pending_updates == []
+
+
+async def test_slow_calls_wait_and_a_client_that_hangs_up_gets_nothing_done(
+    tg: TelegramEmulator,
+) -> None:
+    alice = tg.add_user("Alice", started=True)
+    impatient = make_bot(tg, timeout=0.3)
+    try:
+        tg.slow("sendMessage", 30, count=1)
+        with pytest.raises(TelegramNetworkError, match="timeout"):
+            await impatient.send_message(alice.id, "never sent")
+        await tg.wait_until(lambda: tg.calls_to("sendMessage")[0].done_seq is not None or None)
+        assert tg.sent == []
+        await impatient.send_message(alice.id, "at once")  # count=1: the next call is not slow
+        tg.slow("sendMessage", 0.05)
+        await impatient.send_message(alice.id, "after a while")
+        tg.slow("sendMessage", 0)
+        assert [m.text for m in tg.sent] == ["at once", "after a while"]
+    finally:
+        await close_bot(impatient)
+
+
 async def test_callback_query_is_answered_and_message_edited(tg: TelegramEmulator) -> None:
     alice = tg.add_user("Alice")
     async with polling(build_dispatcher(), make_bot(tg), tg):

@@ -111,6 +111,7 @@ class TelegramEmulator(UserActions):
         self.violations: list[Violation] = []
         self.faults: list[FaultRecord] = []
         self._planned: list[Fault] = []
+        self._latency: dict[str, tuple[float, int | None]] = {}  # method -> (seconds, calls left)
         self._chaos: Chaos | None = None
         self._limiter: FloodLimiter | None = None
         self.flood_limits = flood_limits
@@ -227,6 +228,7 @@ class TelegramEmulator(UserActions):
         fault = self._fault_for(call.method) if handler is not None else None
         if fault is not None and not fault.deliver:
             return await self._inject(request, call, fault, delivered=False)
+        await self._delay(call.method)
         try:
             if handler is None:
                 raise NOT_FOUND
@@ -286,6 +288,30 @@ class TelegramEmulator(UserActions):
                 deliver=deliver,
             )
         )
+
+    def slow(self, method: str, seconds: float, count: int | None = None) -> None:
+        """Answer calls of ``method`` only after ``seconds`` (the next ``count`` calls, or all
+        of them; 0 s = at once again): the Bot API under load, so that the bot's handlers are
+        still in flight when a test stops it. A client that hangs up first gets nothing done."""
+        if seconds <= 0:
+            self._latency.pop(method.lower(), None)
+        else:
+            self._latency[method.lower()] = (seconds, count)
+
+    async def _delay(self, method: str) -> None:
+        name = method.lower()
+        latency = self._latency.get(name)
+        if latency is None:
+            return
+        seconds, left = latency
+        if left is not None:
+            if left > 1:
+                self._latency[name] = (seconds, left - 1)
+            else:
+                del self._latency[name]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
 
     def chaos(
         self,

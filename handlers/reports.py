@@ -50,6 +50,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
+from bot.i18n import pick_locale
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
 from bot.reports import (
@@ -1273,7 +1274,8 @@ async def _notify_leads(
     for recipient in await lead_liaisons(task.id):
         if recipient.telegram_user_id == actor.user_id:
             continue
-        with i18n.use_locale(recipient.locale or settings.default_locale):
+        locale = pick_locale(recipient.locale, recipient.language_code, settings.default_locale)
+        with i18n.use_locale(locale):
             text = "\n".join(
                 [
                     _("📣 {department} {role} reported on {task}: {status}").format(

@@ -112,6 +112,7 @@ class Recipient:
     full_name: str
     locale: str | None
     department_name: str
+    language_code: str | None = None  # Telegram's, as last seen
 
 
 def _lead_first(choice: TaskChoice) -> bool:
@@ -339,7 +340,7 @@ def _role(value: str | None) -> Role | None:
 # Read when a support unit reports (whom to tell) and when a report is stored (its cycle):
 # plain SQL (storage.sql) like the report path's other reads.
 _LEAD_LIAISONS_SQL = """
-    SELECT DISTINCT l.id, l.telegram_user_id, l.full_name, l.locale, d.name
+    SELECT DISTINCT l.id, l.telegram_user_id, l.full_name, l.locale, d.name, l.language_code
     FROM liaisons l
     JOIN departments d ON d.id = l.department_id
     JOIN assignments a ON a.department_id = l.department_id

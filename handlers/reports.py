@@ -54,15 +54,19 @@ from bot.i18n import pick_locale
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
 from bot.reports import (
+    IMPLAUSIBLE_FACTOR,
     MAX_ATTACHMENTS,
     MAX_TEXT,
+    Problem,
     RecognisedValue,
     Recognition,
+    Refused,
     can_change,
     change_deadline,
     compose_text,
     excerpt,
     format_value,
+    is_blank,
     merge_values,
     question_from_data,
     question_to_data,
@@ -477,6 +481,43 @@ def _message_text(message: Message) -> str:
     return message.text or message.caption or ""
 
 
+def _visible_text(message: Message) -> str:
+    """The message's text or caption, stripped; "" when it shows nothing (zero-width
+    characters, whitespace, blank-looking letters only)."""
+    text = _message_text(message)
+    return "" if is_blank(text) else text.strip()
+
+
+def _no_text(message: Message) -> str:
+    """What to say to a message with nothing to add to a report."""
+    if _message_text(message):
+        return _(
+            "This message shows no text (only invisible characters or spaces). "
+            "Please send the progress in words, or a photo or document."
+        )
+    return _("Please send text, a photo or a document.")
+
+
+def _refused_lines(refused: Sequence[Refused]) -> list[str]:
+    """Why numbers were refused: a negative amount, scientific notation."""
+    lines = []
+    for item in refused:
+        if item.problem is Problem.NEGATIVE:
+            lines.append(
+                _("«{mention}»: a value toward a target cannot be negative.").format(
+                    mention=quote(item.mention)
+                )
+            )
+        else:
+            lines.append(
+                _(
+                    "«{mention}»: please write the number in full (e.g. 6200), "
+                    "not in scientific notation."
+                ).format(mention=quote(item.mention))
+            )
+    return lines
+
+
 def _attachment_of(message: Message) -> dict[str, str] | None:
     if message.photo:
         return {"kind": "photo", "file_id": message.photo[-1].file_id}
@@ -723,10 +764,10 @@ async def choose_status(
 
 def _content_problem(message: Message, texts: list[str], attachments: list[dict]) -> str | None:
     """Why this message cannot be added to a draft holding `texts` and `attachments`, if so."""
-    text = _message_text(message).strip()
+    text = _visible_text(message)
     attachment = _attachment_of(message)
     if not text and attachment is None:
-        return _("Please send text, a photo or a document.")
+        return _no_text(message)
     if text:
         total = len(compose_text([*texts, text]))
         if len(text) > MAX_TEXT or total > MAX_TEXT:
@@ -753,7 +794,7 @@ async def _add_to_draft(
     if problem := _content_problem(message, texts, attachments):
         await message.answer(problem)
         return False
-    text = _message_text(message).strip()
+    text = _visible_text(message)
     attachment = _attachment_of(message)
     seen.append(message.message_id)
     changes: dict[str, Any] = {"seen": seen}
@@ -833,6 +874,23 @@ async def _finish(
         await _reply_or_alert(event, _("The text is too long. Please /cancel and start again."))
         return
     recognition = recognise_values(text, task.targets)
+    if recognition.refused:  # the text must change: back to collecting, where edits count
+        await state.set_state(ReportFlow.collecting)
+        if isinstance(event, CallbackQuery):
+            await _answer(event)
+        lines = _refused_lines(recognition.refused)
+        lines.append(
+            _(
+                "Nothing was recorded yet. Edit that message to correct it, then press «Done»; "
+                "or send /cancel."
+            )
+        )
+        await _show(
+            event,
+            "\n".join(lines),
+            _collect_keyboard(data["flow"], data.get("status"), with_status=False),
+        )
+        return
     data.update(
         values=[value_to_data(value) for value in recognition.values],
         questions=[question_to_data(question) for question in recognition.questions],
@@ -877,7 +935,18 @@ async def _next_question_or_preview(
         builder.adjust(1)
         targets = {option.target_id for option in question.options}
         target = task.target(next(iter(targets)))
-        if len(targets) == 1 and target is not None:
+        if question.implausible and target is not None:
+            prompt = _(
+                "«{mention}» is more than {factor} times the target of {metric} "
+                "({goal}{unit}). Is it right? Record it only if it is."
+            ).format(
+                mention=quote(question.mention),
+                factor=IMPLAUSIBLE_FACTOR,
+                metric=quote(target.metric),
+                goal=format_value(target.value),
+                unit=quote(target.unit),
+            )
+        elif len(targets) == 1 and target is not None:
             prompt = _("«{mention}»: which is the current value of {metric}?").format(
                 mention=quote(question.mention), metric=quote(target.metric)
             )

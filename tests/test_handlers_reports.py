@@ -625,3 +625,107 @@ async def test_edit_without_new_text_keeps_the_old_text(plan, dispatcher, bot):
     await person.press(confirm_button(person))
     await report.refresh_from_db()
     assert report.status == ReportStatus.AT_RISK and report.text == "已筹集6200套"
+
+
+# -- numbers at their edges, invisible text (issue 10) ----------------------------------------
+
+
+async def _collecting(person: Person, task_id: int) -> str:
+    """/report on a task up to the collecting step; the conversation's flow number."""
+    await person.send("/report")
+    flow = person.button("r2:").split(":")[1]
+    await person.press(f"r2:{flow}:{task_id}")
+    await person.press(f"r4:{flow}:on_track")
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("已筹集-5套", "「-5套」：指标完成值不能为负数"), ("已筹集1e309套", "不要用科学计数法")],
+)
+async def test_a_negative_or_scientific_amount_is_refused(plan, dispatcher, bot, text, reason):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send(text)
+    reply = sent(await person.send("/done"))[0]
+    assert reason in reply and "尚未保存" in reply
+    assert await person.state() == ReportFlow.collecting.state
+    assert person.data("r5:")  # «完成» again once the text is corrected
+    assert await Report.all().count() == 0
+
+
+async def test_a_negative_amount_is_refused_in_english(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, LAND_EN, language="en")
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("Raised −5 套")
+    reply = sent(await person.press(person.button("r5:")))[0]  # «Done»
+    assert "«−5 套»: a value toward a target cannot be negative." in reply
+    assert await Report.all().count() == 0
+
+
+async def test_an_implausible_value_is_confirmed_before_it_is_stored(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("已筹集9999999999999999套")
+    question = sent(await person.send("/done"))[0]
+    assert "超过累计筹集保障性租赁住房目标值（9000套）的 100 倍" in question
+    assert await person.state() == ReportFlow.resolving.state
+    _record, skip = person.data("r6:")
+    await person.press(skip)  # «不计入»: not recorded
+    assert "未识别到本任务指标的完成值" in person.last_text and "未计入" in person.last_text
+    await person.press(confirm_button(person))
+    assert (await Report.get()).values == []
+    # Confirmed with its button, it is stored as written.
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("已筹集90000000套")
+    await person.send("/done")
+    await person.press(person.data("r6:")[0])
+    await person.press(confirm_button(person))
+    stored = await Report.filter(values__not=[]).get()
+    assert stored.values[0]["value"] == "90000000"
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\u200b \u200d\ufeff", "\u3164"])
+async def test_text_of_invisible_characters_is_refused(plan, dispatcher, bot, text):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    reply = sent(await person.send(text))[0]
+    assert "这条消息没有可见的文字" in reply
+    reply = sent(await person.send("/done"))[0]
+    assert "请先发送进展" in reply or "文字" in reply
+    assert await Report.all().count() == 0
+
+
+async def test_a_reply_to_a_prompt_with_invisible_text_is_refused(plan, dispatcher, bot, zh):
+    person = Person(dispatcher, bot, BUILD)
+    task_id = plan.tasks["2.1.3"]
+    prompt = bot_message(person.chat, "📋", reply_markup=prompt_keyboard(task_id))
+    reply = sent(await person.send("\u200b", reply_to_message=prompt))[0]
+    assert "这条消息没有可见的文字" in reply
+    assert await person.state() is None
+
+
+async def test_full_width_digits_are_read(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("已筹集６，２００套，电梯加装４５台")
+    await person.send("/done")
+    await person.press(confirm_button(person))
+    assert [v["value"] for v in (await Report.get()).values] == ["6200", "45"]
+
+
+async def test_the_lead_is_told_in_its_telegram_language(plan, dispatcher, bot):
+    lead = Person(dispatcher, bot, BUILD, language="en")
+    await lead.send("/whoami")  # the middleware stores "en" (no /lang chosen)
+    assert (await Liaison.get(telegram_user_id=BUILD)).language_code == "en"
+    person = Person(dispatcher, bot, LAND)
+    await report_until_preview(person, plan.tasks["2.1.3"], "at_risk", "已筹集6200套")
+    requests = await person.press(confirm_button(person))
+    (notice,) = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
+    assert "reported on" in notice.text and "At risk" in notice.text
+    # With /lang zh chosen, Chinese again.
+    await Liaison.filter(telegram_user_id=BUILD).update(locale="zh")
+    await report_until_preview(person, plan.tasks["2.1.3"], "at_risk", "已筹集6300套")
+    requests = await person.press(confirm_button(person))
+    (notice,) = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
+    assert "存在风险" in notice.text

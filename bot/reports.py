@@ -451,6 +451,35 @@ def merge_values(
     return merged
 
 
+def keep_answers(
+    recognition: Recognition, stored: Iterable[dict]
+) -> tuple[list[RecognisedValue], list[str]]:
+    """Values of a text recognised again after an edit, and the mentions left unrecorded.
+
+    A question whose options include a value already stored for its target (an answer the
+    liaison gave, or a value they confirmed) keeps that value; other questions are not
+    recorded (there is no conversation to ask in) and are named with the ignored mentions.
+    """
+    values = list(recognition.values)
+    before = {(int(item["target_id"]), Decimal(str(item["value"]))) for item in stored}
+    unrecorded = []
+    for question in recognition.questions:
+        kept = next(
+            (
+                option
+                for option in question.options
+                if (option.target_id, option.value) in before
+                and all(value.target_id != option.target_id for value in values)
+            ),
+            None,
+        )
+        if kept is None:
+            unrecorded.append(question.mention)
+        else:
+            values.append(kept)
+    return values, [*unrecorded, *recognition.ignored]
+
+
 # -- state data (JSON-serialisable, for the FSM storage) -----------------------------------------
 
 

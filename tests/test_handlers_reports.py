@@ -792,9 +792,9 @@ async def test_values_are_recognised_again_from_the_whole_text(plan, dispatcher,
     first, second = person.text_update("已筹集6200套"), person.text_update("电梯加装45台")
     report = await submit_parts(person, task.id, first, second)
     # The second part now names no elevators but another 套 number: the elevator value goes,
-    # and 6200 vs 100 套 would be a question; the value stored before is one of its options
-    # and stands.
-    reply = sent(await person.feed(edited(second, "另有100套在建")))[0]
+    # and 6200 vs 100 套 (words alike) would be a question; the value stored before is one of
+    # its options and stands.
+    reply = sent(await person.feed(edited(second, "又筹集100套")))[0]
     await report.refresh_from_db()
     assert by_target(report, task) == {"累计筹集保障性租赁住房": "6200"}
     assert "未计入" not in reply

@@ -809,6 +809,8 @@ async def _add_to_draft(
         changes["text_ids"] = [*data.get("text_ids", []), message.message_id]
         if data.get("text_message_id") is None:
             changes["text_message_id"] = message.message_id
+    else:  # a photo or document alone: a part without text (a caption may be added later)
+        changes["media_ids"] = [*data.get("media_ids", []), message.message_id]
     if attachment is not None:
         attachments.append(attachment)
         changes["attachments"] = attachments
@@ -1080,10 +1082,17 @@ async def confirm(
 
 
 def _draft_parts(data: dict) -> tuple[tuple[int, str], ...]:
-    """The draft's texts with the messages they came from (none for a draft of an older
-    version of the bot, which kept no message ids)."""
+    """Every message of the draft with its text ("" for a photo or document alone), in order;
+    none for a draft of an older version of the bot, which kept no message ids."""
     texts, ids = data.get("texts", []), data.get("text_ids", [])
-    return tuple(zip(ids, texts, strict=True)) if len(ids) == len(texts) else ()
+    if len(ids) != len(texts):
+        return ()
+    by_id, media = dict(zip(ids, texts, strict=True)), set(data.get("media_ids", []))
+    return tuple(
+        (message_id, by_id.get(message_id, ""))
+        for message_id in data.get("seen", [])  # in the order they arrived
+        if message_id in by_id or message_id in media
+    )
 
 
 async def _apply_edit(
@@ -1127,6 +1136,7 @@ async def redo(
     changes: dict[str, Any] = {
         "texts": [],
         "text_ids": [],
+        "media_ids": [],
         "values": [],
         "questions": [],
         "ignored": [],
@@ -1307,7 +1317,8 @@ async def edited_message(message: Message, state: FSMContext, actor: Actor | Non
     text as its whole text.
     """
     data = await state.get_data()
-    if await state.get_state() is not None and message.message_id in data.get("text_ids", []):
+    in_draft = (*data.get("text_ids", []), *data.get("media_ids", []))
+    if await state.get_state() is not None and message.message_id in in_draft:
         await _edit_draft(message, state, data, actor)
         return
     found = await report_of_message(message.chat.id, message.message_id)
@@ -1361,7 +1372,8 @@ def _edited_text(message: Message, parts: Sequence[PartRecord]) -> tuple[str | N
     part_text = _visible_text(message)
     texts = [part_text if part.message_id == message.message_id else part.text for part in parts]
     text = compose_text(texts or [part_text])
-    if not part_text:
+    # A caption may go (the photo stays a part without text) as long as the report keeps text.
+    if not text or not (part_text or (parts and _attachment_of(message) is not None)):
         return _no_text(message), part_text, text
     if text_too_long(text):
         return _too_long(len(text)), part_text, text
@@ -1381,22 +1393,32 @@ async def _edit_draft(message: Message, state: FSMContext, data: dict, actor: Ac
         await state.clear()
         await message.answer(_refusal(actor))
         return
-    ids, texts = list(data["text_ids"]), list(data.get("texts", []))
+    ids, texts = list(data.get("text_ids", [])), list(data.get("texts", []))
+    media = list(data.get("media_ids", []))
     if len(ids) != len(texts):
         return  # a draft of an older version of the bot: it kept no message ids
-    index = ids.index(message.message_id)
     text = _visible_text(message)
-    if text:
-        texts[index] = text
-    elif _attachment_of(message) is not None:  # a caption removed: the photo stays
-        del texts[index], ids[index]
+    if message.message_id in ids:
+        index = ids.index(message.message_id)
+        if text:
+            texts[index] = text
+        elif _attachment_of(message) is not None:  # a caption removed: the photo stays
+            del texts[index], ids[index]
+            media.append(message.message_id)
+        else:
+            await message.reply(_no_text(message))
+            return
+    elif text:  # a caption added to a photo or document of the draft
+        media.remove(message.message_id)
+        by_id = {**dict(zip(ids, texts, strict=True)), message.message_id: text}
+        ids = [message_id for message_id in data.get("seen", []) if message_id in by_id]
+        texts = [by_id[message_id] for message_id in ids]  # in the order they arrived
     else:
-        await message.reply(_no_text(message))
-        return
+        return  # a photo or document edited without text: nothing the draft holds changed
     if text_too_long(compose_text(texts)):
         await message.reply(_too_long(len(compose_text(texts))))
         return
-    changes: dict[str, Any] = {"texts": texts, "text_ids": ids}
+    changes: dict[str, Any] = {"texts": texts, "text_ids": ids, "media_ids": media}
     if data.get("text_message_id") not in ids:
         changes["text_message_id"] = ids[0] if ids else None
     data.update(changes)

@@ -767,7 +767,7 @@ async def test_editing_one_part_changes_only_that_part(plan, dispatcher, bot):
     last = person.text_update("其余工作按计划推进")
     report = await submit_parts(person, task.id, first, *album, last)
     assert report.text == "已筹集6200套\n\n电梯加装完成45台\n\n其余工作按计划推进"
-    assert await ReportPart.filter(report_id=report.id).count() == 3
+    assert await ReportPart.filter(report_id=report.id).count() == 4  # the bare photo too
 
     replies = sent(await person.feed(edited_caption(album[0], "电梯加装完成50台")))
     assert "已根据您编辑后的消息更新报送" in replies[0]
@@ -781,8 +781,16 @@ async def test_editing_one_part_changes_only_that_part(plan, dispatcher, bot):
     await report.refresh_from_db()
     assert report.text == "已筹集6300套\n\n电梯加装完成50台\n\n其余工作已完成"
     assert by_target(report, task) == {"累计筹集保障性租赁住房": "6300", "实施电梯加装": "50"}
-    # Each text part is a stored report message: delivered again, it is ignored silently.
-    assert await person.feed(last) == []
+    # A caption added to the album's bare photo becomes text in its place; removed, it goes.
+    await person.feed(edited_caption(album[1], "加装现场照片"))
+    await report.refresh_from_db()
+    assert report.text == "已筹集6300套\n\n电梯加装完成50台\n\n加装现场照片\n\n其余工作已完成"
+    await person.feed(edited_caption(album[1], ""))
+    await report.refresh_from_db()
+    assert report.text == "已筹集6300套\n\n电梯加装完成50台\n\n其余工作已完成"
+    assert len(report.attachments) == 2
+    # Each part is a stored report message: delivered again, it is ignored silently.
+    assert await person.feed(last) == [] and await person.feed(album[1]) == []
     assert await Report.all().count() == 1
 
 
@@ -842,6 +850,13 @@ async def test_a_draft_follows_its_edits(plan, dispatcher, bot):
     assert "已根据您编辑后的消息更新草稿" in reply
     assert await person.state() == ReportFlow.collecting.state
     assert "没有可见的文字" in sent(await person.feed(edited(first, "\u200b")))[0]
+    bare = photo(person, "", "p9")
+    await person.feed(bare)
+    await person.feed(edited_caption(bare, "现场照片"))  # a caption added: text in its place
+    context = dispatcher.fsm.get_context(bot, person.chat.id, person.user.id)
+    assert (await context.get_data())["texts"] == ["已筹集6500套", "电梯加装45台", "现场照片"]
+    await person.feed(edited_caption(bare, ""))  # and removed again: the photo stays
+    assert (await context.get_data())["texts"] == ["已筹集6500套", "电梯加装45台"]
     await person.send("/done")
     assert "已筹集6500套" in person.last_text and "6200" not in person.last_text
     # Edited while the preview is shown: a new preview with the new text and values.
@@ -857,6 +872,7 @@ async def test_a_draft_follows_its_edits(plan, dispatcher, bot):
     assert [(p.message_id, p.text) for p in parts] == [
         (first.message.message_id, "已筹集6500套"),
         (second.message.message_id, "电梯加装50台"),
+        (bare.message.message_id, ""),
     ]
 
 

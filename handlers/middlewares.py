@@ -34,8 +34,9 @@ class ActorMiddleware(BaseMiddleware):
         user: User | None = data.get("event_from_user")
         if user is not None and not user.is_bot:
             actor = await resolve_actor(user.id, user.full_name, self.admin_ids)
+            # Telegram leaves language_code out at times: unknown, not "no language".
             language = user.language_code[:16] if user.language_code else None
-            if actor.liaison_id is not None and language != actor.language_code:
+            if actor.liaison_id is not None and language and language != actor.language_code:
                 await set_language_code(actor.liaison_id, language)
                 actor = replace(actor, language_code=language)
             data["actor"] = actor

@@ -70,6 +70,12 @@ async def test_the_middleware_stores_the_language_only_when_it_changes(db, dispa
     assert (await Liaison.get(telegram_user_id=PERSON)).language_code == "zh-hans"
     assert _liaison_updates(caplog.records) == 1
 
+    caplog.clear()  # an update without language_code (Telegram omits it at times): kept
+    await dispatcher.feed_update(bot, message_update(user(PERSON, language_code=None), "/help"))
+    bot.get_request()
+    assert (await Liaison.get(telegram_user_id=PERSON)).language_code == "zh-hans"
+    assert _liaison_updates(caplog.records) == 0
+
 
 async def test_a_stranger_is_not_stored(db, dispatcher):
     bot = MockedBot()

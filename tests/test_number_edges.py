@@ -16,6 +16,7 @@ from bot.reports import (
     Refused,
     chinese_number,
     is_blank,
+    keep_answers,
     normalise,
     question_from_data,
     question_to_data,
@@ -217,3 +218,29 @@ def test_texts_that_show_something(text: str) -> None:
 def test_invisible_characters_inside_a_number_are_dropped() -> None:
     assert normalise("6\u200b200套") == "6200套"
     assert values("已筹集6\u200b200套") == {1: "6200"}
+
+
+# -- values recognised again after an edit (bot.reports.keep_answers) -----------------------------
+
+
+def test_an_earlier_answer_stands_when_it_is_still_an_option() -> None:
+    recognition = recognise_values("已筹集6200套\n\n又筹集100套", TARGETS)
+    assert recognition.values == () and len(recognition.questions) == 1
+    values, unrecorded = keep_answers(recognition, [{"target_id": 1, "value": "6200"}])
+    assert [(v.target_id, v.value) for v in values] == [(1, Decimal(6200))]
+    assert unrecorded == []
+
+
+def test_a_question_without_the_earlier_answer_is_named_not_recorded() -> None:
+    recognition = recognise_values("已筹集6400套\n\n又筹集100套", TARGETS)
+    values, unrecorded = keep_answers(recognition, [{"target_id": 1, "value": "6200"}])
+    assert values == [] and unrecorded == ["6400套、100套"]
+
+
+def test_a_confirmed_implausible_value_stands_after_another_part_is_edited() -> None:
+    recognition = recognise_values("已筹集99999999套，覆盖率百分之八十五", TARGETS)
+    values, unrecorded = keep_answers(recognition, [{"target_id": 1, "value": "99999999"}])
+    assert {(v.target_id, v.value) for v in values} == {(1, Decimal(99999999)), (2, Decimal(85))}
+    assert unrecorded == []
+    values, unrecorded = keep_answers(recognition, [])
+    assert [v.target_id for v in values] == [2] and unrecorded == ["99999999套"]

@@ -1,8 +1,10 @@
 """The outbox renderer: a delivery ledger row becomes the message the sender sends.
 
 `make_renderer(settings, i18n)` returns `render(record)` for bot.delivery.Sender (and
-jobs.setup_scheduling). It renders in the recipient's language: the row's payload `locale` (set
-when the row was planned), else the liaison's stored locale, else `settings.default_locale`.
+jobs.setup_scheduling). It renders in the recipient's language (bot.i18n.pick_locale): for a
+liaison's row, the language they chose with /lang, else their Telegram language (stored by the
+actor middleware), else the row's payload `locale` (set when the row was planned), else
+`settings.default_locale`; for a chat's row (a group), the payload `locale`, else the default.
 
 - prompt (进度提示): the task's prompt with its status buttons (handlers.reports), which the
   report flow answers (a button, or a reply to the message);
@@ -35,6 +37,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.chart import render_chart
 from bot.delivery import OutgoingMessage, Render, RenderResult
+from bot.i18n import pick_locale
 from bot.schedule import ScheduleConfig
 from bot.settings import SUPPORTED_LOCALES, Settings
 from bot.summary import WEEK
@@ -82,10 +85,11 @@ async def _locale(record: DeliveryRecord, settings: Settings) -> str | None:
         or (record.department_id is not None and state.department_id != record.department_id)
     ):
         return None
-    for candidate in (record.payload.get("locale"), state.locale if state else None):
-        if candidate in SUPPORTED_LOCALES:
-            return str(candidate)
-    return settings.default_locale
+    planned = record.payload.get("locale")
+    fallback = str(planned) if planned in SUPPORTED_LOCALES else settings.default_locale
+    if state is None:
+        return fallback
+    return pick_locale(state.locale, state.language_code, fallback)
 
 
 async def _answered(record: DeliveryRecord) -> bool:

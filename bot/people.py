@@ -25,6 +25,7 @@ class Actor:
     liaison_id: int | None = None
     department_id: int | None = None
     department_name: str | None = None
+    language_code: str | None = None  # Telegram's language as stored (None: not stored yet)
 
     @property
     def is_coordinator(self) -> bool:
@@ -66,4 +67,5 @@ async def resolve_actor(user_id: int, full_name: str, admin_ids: tuple[int, ...]
         liaison_id=person.liaison_id,
         department_id=person.department_id if person.active else None,
         department_name=person.department_name if person.active else None,
+        language_code=person.language_code,
     )

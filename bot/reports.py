@@ -4,9 +4,17 @@ Number recognition (`recognise_values`) reads a liaison's free text — Chinese 
 finds values for the task's targets. The rules, decided here and tested in
 tests/test_reports_service.py:
 
-- The text is NFKC-normalised first: full-width digits, ％ and ， become ASCII.
+- The text is NFKC-normalised first: full-width digits, ％, ． and ， become ASCII; invisible
+  format characters (zero-width space, joiners, BOM) are removed. A text with nothing visible
+  left (`is_blank`) is no report at all.
 - A value is a number written right before a target's unit: 6200套, 6200 套, 6,200套, 45%,
-  45 %, 百分之45, 45 percent. "余"/"多" may sit between them (6200余套 → 6200).
+  45 %, 百分之45, 45 percent. "余"/"多" may sit between them (6200余套 → 6200). 百分之 also
+  takes Chinese numerals: 百分之八十五 → 85 %, 百分之一百二十 → 120 %, 百分之三点五 → 3.5 %.
+- Refused, never turned into another number (`Recognition.refused`, the liaison is asked to
+  correct the text): a negative amount (-5套, −5套; "2026-5套" and "A-5套" are ranges and codes,
+  not negatives) and scientific notation (1e309套, 3.5e2套).
+- Implausible: a value more than IMPLAUSIBLE_FACTOR times its target's value (a target with a
+  positive value) is not taken as read but becomes a question to confirm it.
 - 万 and 亿 are multipliers, on both sides: 0.62万套 → 6200 against a 套 target; 8500万元 → 0.85
   against a 亿元 target; 85亿元 → 85 against it. Chinese numerals (六千二百套) are not read.
 - Thousands separators must group by three (6,200; 1,234,567); "6200,100台" is 6200 and 100台.
@@ -31,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -42,6 +51,7 @@ MAX_TEXT = 4000  # characters stored per report (Telegram's own limit is 4096 pe
 MAX_ATTACHMENTS = 10
 MAX_QUESTIONS = 3
 EDIT_WINDOW = timedelta(hours=24)
+IMPLAUSIBLE_FACTOR = 100  # a value beyond this many times its target's is confirmed first
 _VALUE_LIMIT = Decimal(10) ** 16  # Target.value has 16 integer digits
 
 _MULTIPLIERS = {"万": Decimal(10_000), "亿": Decimal(100_000_000)}
@@ -59,12 +69,23 @@ _RESTATEMENT_RE = re.compile(
 )
 _CHANGE_RE = re.compile(r"(同比|环比|较上年|较去年|较上月|比上年|year[- ]on[- ]year|yoy)", re.I)
 _OUT_OF_RE = re.compile(r"\s*(?:/|out of|of)\s*$", re.IGNORECASE)
+# 1e309, 3.5E-2: a number in scientific notation, refused rather than read as two numbers.
+_NOTATION_RE = re.compile(r"(?<![A-Za-z\d.])\d+(?:\.\d+)?[eE][+-]?\d+(?![\d.])")
+_MINUS = "-\u2212"  # hyphen-minus (also what NFKC makes of －) and the minus sign
+_CHINESE_DIGITS = dict(
+    zip("零〇一二两三四五六七八九", (0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9), strict=True)
+)
+_CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000}
+_CHINESE_NUMERAL = r"([零〇一二两三四五六七八九十百千]+)(?:点([零〇一二三四五六七八九]+))?"
+_CHINESE_NUMBER_RE = re.compile(_CHINESE_NUMERAL)
+_CHINESE_PERCENT_RE = re.compile(rf"百分之({_CHINESE_NUMERAL})")
 
 
 class TargetLike(Protocol):
     id: int
     metric: str
     unit: str
+    # A target may also have `value` (Decimal): then implausible values become questions.
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +101,20 @@ class Question:
 
     mention: str
     options: tuple[RecognisedValue, ...]
+    implausible: bool = False  # one option, far beyond its target: confirm it or not
+
+
+class Problem(StrEnum):
+    NEGATIVE = "negative"
+    NOTATION = "notation"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A number next to a target's unit that is not read as a value (the text must change)."""
+
+    mention: str
+    problem: Problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +122,7 @@ class Recognition:
     values: tuple[RecognisedValue, ...] = ()
     questions: tuple[Question, ...] = ()
     ignored: tuple[str, ...] = ()  # ambiguous mentions beyond MAX_QUESTIONS
+    refused: tuple[Refused, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +139,56 @@ class _Mention:
     unit: _Unit
     text: str
     skip: bool = False  # a restated target or the total of "x/y"
+    problem: Problem | None = None  # refused, whatever target it would count toward
 
 
 # -- small helpers --------------------------------------------------------------------------------
 
 
 def normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
+    """NFKC (full-width digits, ％, ． become ASCII) without invisible format characters."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
+# Characters that render as nothing but are letters or symbols to Unicode: Hangul fillers and
+# the blank Braille pattern, used to send "empty" messages.
+_BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(text: str | None) -> bool:
+    """Whether `text` shows nothing: empty, whitespace, or invisible characters only."""
+    for ch in normalise(text or ""):
+        if ch.isspace() or ch in _BLANK_LOOKING or unicodedata.category(ch).startswith(("C", "Z")):
+            continue
+        return False
+    return True
+
+
+def chinese_number(numeral: str) -> Decimal | None:
+    """一百二十 → 120, 八十五 → 85, 三点五 → 3.5, 一百零五 → 105; None if malformed."""
+    match = _CHINESE_NUMBER_RE.fullmatch(numeral)
+    whole = _chinese_integer(match.group(1)) if match else None
+    if match is None or whole is None:
+        return None
+    decimals = "".join(str(_CHINESE_DIGITS[ch]) for ch in match.group(2) or "")
+    return Decimal(f"{whole}.{decimals}") if decimals else Decimal(whole)
+
+
+def _chinese_integer(numeral: str) -> int | None:
+    total, digit, last_unit = 0, None, 10_000
+    for ch in numeral:
+        if ch in _CHINESE_UNITS:
+            unit = _CHINESE_UNITS[ch]
+            if unit >= last_unit:
+                return None  # 十百, 百百
+            total += (1 if digit is None else digit) * unit
+            digit, last_unit = None, unit
+        elif digit not in (None, 0):
+            return None  # 一二: digits without a unit between them
+        else:
+            digit = _CHINESE_DIGITS[ch]
+    return total + (digit or 0)
 
 
 def format_value(value: Decimal) -> str:
@@ -180,14 +259,54 @@ def _unit_after(text: str, position: int, bases: Sequence[str]) -> tuple[_Unit, 
     return None
 
 
+def _is_negative(text: str, start: int) -> bool:
+    """A minus sign right before the number at `start`, not a range or code (2026-5, A-5)."""
+    if start == 0 or text[start - 1] not in _MINUS:
+        return False
+    before = text[start - 2] if start >= 2 else ""
+    return not (before.isascii() and before.isalnum())
+
+
+def _refused_mentions(text: str, bases: Sequence[str]) -> tuple[list[_Mention], list[range]]:
+    """Numbers in scientific notation followed by a unit, and the spans to read no number in."""
+    mentions, spans = [], []
+    for match in _NOTATION_RE.finditer(text):
+        start, end = match.span()
+        spans.append(range(start, end))
+        found = _unit_after(text, end, bases)
+        if found is None:
+            continue
+        unit, unit_end = found
+        mentions.append(
+            _Mention(
+                start, unit_end, Decimal(0), unit, text[start:unit_end], problem=Problem.NOTATION
+            )
+        )
+    return mentions, spans
+
+
+def _chinese_percent_mentions(text: str) -> list[_Mention]:
+    percent = _Unit(Decimal(1), _PERCENT)
+    mentions = []
+    for match in _CHINESE_PERCENT_RE.finditer(text):
+        value = chinese_number(match.group(1))
+        if value is not None and value < _VALUE_LIMIT:
+            start, end = match.span()
+            mentions.append(_Mention(start, end, value, percent, match.group()))
+    return mentions
+
+
 def _mentions(text: str, bases: Sequence[str]) -> list[_Mention]:
-    mentions: list[_Mention] = []
+    mentions, notation = _refused_mentions(text, bases)
+    mentions += _chinese_percent_mentions(text)
     pending: list[tuple[int, int, Decimal]] = []  # numbers without a unit, for "x/y 套"
     for match in _NUMBER_RE.finditer(text):
         value = _parse_number(match.group())
         if value is None:
             continue
         start, end = match.span()
+        if any(start in span for span in notation):
+            continue  # part of 1e309
         if text[max(0, start - 1) : start] == "第":  # an ordinal: 第3个
             continue
         if text[max(0, start - 3) : start] == "百分之":
@@ -199,6 +318,18 @@ def _mentions(text: str, bases: Sequence[str]) -> list[_Mention]:
             pending.append((start, end, value))
             continue
         unit, unit_end = found
+        if _is_negative(text, start):
+            mentions.append(
+                _Mention(
+                    start - 1,
+                    unit_end,
+                    -value * unit.multiplier,
+                    unit,
+                    text[start - 1 : unit_end],
+                    problem=Problem.NEGATIVE,
+                )
+            )
+            continue
         mention = _Mention(start, unit_end, value * unit.multiplier, unit, text[start:unit_end])
         # "6200/9000套", "6200 of 9000 套": the first number is the progress, the second the total.
         if pending and _OUT_OF_RE.fullmatch(text[pending[-1][1] : start]):
@@ -245,7 +376,9 @@ def _candidates(
         for target in targets:
             unit = units[target.id]
             value = mention.value / unit.multiplier
-            if unit.base != mention.unit.base or abs(value) >= _VALUE_LIMIT:
+            if unit.base != mention.unit.base:
+                continue
+            if abs(value) >= _VALUE_LIMIT and mention.problem is None:
                 continue
             score = (_overlap(before, target.metric), _overlap(after, target.metric))
             candidates.append((score, RecognisedValue(target.id, value, mention.text)))
@@ -265,8 +398,12 @@ def recognise_values(text: str, targets: Iterable[TargetLike]) -> Recognition:
     mentions = sorted(_mentions(text, bases), key=lambda m: m.start)
 
     questions: list[Question] = []
+    refused: list[Refused] = []
     by_target: dict[int, list[tuple[tuple[int, int], RecognisedValue]]] = defaultdict(list)
     for mention, candidates in _candidates(text, mentions, targets, units):
+        if mention.problem is not None:
+            refused.append(Refused(mention.text, mention.problem))
+            continue
         best = max(score for score, _ in candidates)
         winners = [item for item in candidates if item[0] == best]
         if len(winners) == 1:
@@ -282,7 +419,9 @@ def recognise_values(text: str, targets: Iterable[TargetLike]) -> Recognition:
         best = max(score for score, _ in found)
         kept = [value for score, value in found if score == best]
         distinct = list({value.value: value for value in kept}.values())
-        if len(distinct) == 1:
+        if len(distinct) == 1 and _implausible(distinct[0].value, target):
+            questions.insert(0, Question(distinct[0].mention, (distinct[0],), implausible=True))
+        elif len(distinct) == 1:
             values.append(distinct[0])
         else:
             mention = "、".join(value.mention for value in distinct)
@@ -292,7 +431,14 @@ def recognise_values(text: str, targets: Iterable[TargetLike]) -> Recognition:
         values=tuple(values),
         questions=tuple(questions[:MAX_QUESTIONS]),
         ignored=tuple(question.mention for question in questions[MAX_QUESTIONS:]),
+        refused=tuple(refused),
     )
+
+
+def _implausible(value: Decimal, target: TargetLike) -> bool:
+    """More than IMPLAUSIBLE_FACTOR times the target's value (a target with a positive one)."""
+    goal = getattr(target, "value", None)
+    return isinstance(goal, Decimal | int) and goal > 0 and value > goal * IMPLAUSIBLE_FACTOR
 
 
 def merge_values(
@@ -303,6 +449,35 @@ def merge_values(
     if chosen is not None:
         merged.append(chosen)
     return merged
+
+
+def keep_answers(
+    recognition: Recognition, stored: Iterable[dict]
+) -> tuple[list[RecognisedValue], list[str]]:
+    """Values of a text recognised again after an edit, and the mentions left unrecorded.
+
+    A question whose options include a value already stored for its target (an answer the
+    liaison gave, or a value they confirmed) keeps that value; other questions are not
+    recorded (there is no conversation to ask in) and are named with the ignored mentions.
+    """
+    values = list(recognition.values)
+    before = {(int(item["target_id"]), Decimal(str(item["value"]))) for item in stored}
+    unrecorded = []
+    for question in recognition.questions:
+        kept = next(
+            (
+                option
+                for option in question.options
+                if (option.target_id, option.value) in before
+                and all(value.target_id != option.target_id for value in values)
+            ),
+            None,
+        )
+        if kept is None:
+            unrecorded.append(question.mention)
+        else:
+            values.append(kept)
+    return values, [*unrecorded, *recognition.ignored]
 
 
 # -- state data (JSON-serialisable, for the FSM storage) -----------------------------------------
@@ -323,11 +498,18 @@ def value_from_data(data: dict) -> RecognisedValue:
 
 
 def question_to_data(question: Question) -> dict:
-    return {"mention": question.mention, "options": [value_to_data(o) for o in question.options]}
+    data = {"mention": question.mention, "options": [value_to_data(o) for o in question.options]}
+    if question.implausible:
+        data["implausible"] = True
+    return data
 
 
 def question_from_data(data: dict) -> Question:
-    return Question(str(data["mention"]), tuple(value_from_data(o) for o in data["options"]))
+    return Question(
+        str(data["mention"]),
+        tuple(value_from_data(o) for o in data["options"]),
+        implausible=bool(data.get("implausible")),
+    )
 
 
 def stored_values(values: Iterable[RecognisedValue]) -> list[dict[str, str | int]]:

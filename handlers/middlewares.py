@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -11,10 +12,15 @@ from aiogram.utils.i18n import I18n, I18nMiddleware
 
 from bot.i18n import pick_locale
 from bot.people import resolve_actor
+from storage.people import set_language_code
 
 
 class ActorMiddleware(BaseMiddleware):
-    """Puts `actor` (bot.people.Actor) into the handler data: one database read, no write."""
+    """Puts `actor` (bot.people.Actor) into the handler data: one database read.
+
+    A person the bot knows whose Telegram language differs from the stored one gets it stored
+    (one write, only on a change): unprompted messages use it when they chose no /lang.
+    """
 
     def __init__(self, admin_ids: tuple[int, ...]) -> None:
         self.admin_ids = admin_ids
@@ -27,7 +33,13 @@ class ActorMiddleware(BaseMiddleware):
     ) -> Any:
         user: User | None = data.get("event_from_user")
         if user is not None and not user.is_bot:
-            data["actor"] = await resolve_actor(user.id, user.full_name, self.admin_ids)
+            actor = await resolve_actor(user.id, user.full_name, self.admin_ids)
+            # Telegram leaves language_code out at times: unknown, not "no language".
+            language = user.language_code[:16] if user.language_code else None
+            if actor.liaison_id is not None and language and language != actor.language_code:
+                await set_language_code(actor.liaison_id, language)
+                actor = replace(actor, language_code=language)
+            data["actor"] = actor
         return await handler(event, data)
 
 

@@ -34,6 +34,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 
 from bot import onboarding
 from bot.commands import commands_for
+from bot.i18n import pick_locale
 from bot.onboarding import (
     GrantOutcome,
     PersonRef,
@@ -171,7 +172,7 @@ async def notify(
     """A private message in the person's language; silently skipped when Telegram refuses it."""
     if person is None:
         return
-    with i18n.use_locale(person.locale or settings.default_locale):
+    with i18n.use_locale(pick_locale(person.locale, person.language_code, settings.default_locale)):
         text = render()
     with suppress(TelegramForbiddenError, TelegramBadRequest):
         await bot.send_message(person.telegram_user_id, text)

@@ -10,7 +10,9 @@ Two ways in, one conversation (aiogram FSM, states in `ReportFlow`):
                                        confirm: ✅ submit / ✏️ edit / ✖️ cancel ─► stored
 
 After submission the confirmation message carries ✏️ Edit / ↩️ Withdraw for 24 hours, and editing
-the Telegram message the report's text came from updates the report.
+one of the Telegram messages the report's text came from updates that part of the report (each
+message is a stored part, storage.models.ReportPart). Before submission, editing a message of
+the draft updates the draft.
 
 State data stays JSON-serialisable (ids, strings, lists) for a Redis storage later. Every
 callback that names a task or a report is checked against the database (forged or stale data
@@ -50,18 +52,24 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
+from bot.i18n import pick_locale
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
 from bot.reports import (
+    IMPLAUSIBLE_FACTOR,
     MAX_ATTACHMENTS,
     MAX_TEXT,
+    Problem,
     RecognisedValue,
     Recognition,
+    Refused,
     can_change,
     change_deadline,
     compose_text,
     excerpt,
     format_value,
+    is_blank,
+    keep_answers,
     merge_values,
     question_from_data,
     question_to_data,
@@ -77,16 +85,17 @@ from handlers.render import Button, in_rows, keyboard, quote
 from storage.enums import ReportStatus
 from storage.reports import (
     NewReport,
+    PartRecord,
     ReportRecord,
     ReportTask,
     TaskChoice,
     create_report,
     department_tasks,
-    find_report_by_message,
     get_report,
     get_report_task,
     lead_liaisons,
     report_exists,
+    report_of_message,
     task_for_department,
     update_report,
     withdraw_report,
@@ -476,6 +485,43 @@ def _message_text(message: Message) -> str:
     return message.text or message.caption or ""
 
 
+def _visible_text(message: Message) -> str:
+    """The message's text or caption, stripped; "" when it shows nothing (zero-width
+    characters, whitespace, blank-looking letters only)."""
+    text = _message_text(message)
+    return "" if is_blank(text) else text.strip()
+
+
+def _no_text(message: Message) -> str:
+    """What to say to a message with nothing to add to a report."""
+    if _message_text(message):
+        return _(
+            "This message shows no text (only invisible characters or spaces). "
+            "Please send the progress in words, or a photo or document."
+        )
+    return _("Please send text, a photo or a document.")
+
+
+def _refused_lines(refused: Sequence[Refused]) -> list[str]:
+    """Why numbers were refused: a negative amount, scientific notation."""
+    lines = []
+    for item in refused:
+        if item.problem is Problem.NEGATIVE:
+            lines.append(
+                _("«{mention}»: a value toward a target cannot be negative.").format(
+                    mention=quote(item.mention)
+                )
+            )
+        else:
+            lines.append(
+                _(
+                    "«{mention}»: please write the number in full (e.g. 6200), "
+                    "not in scientific notation."
+                ).format(mention=quote(item.mention))
+            )
+    return lines
+
+
 def _attachment_of(message: Message) -> dict[str, str] | None:
     if message.photo:
         return {"kind": "photo", "file_id": message.photo[-1].file_id}
@@ -722,10 +768,10 @@ async def choose_status(
 
 def _content_problem(message: Message, texts: list[str], attachments: list[dict]) -> str | None:
     """Why this message cannot be added to a draft holding `texts` and `attachments`, if so."""
-    text = _message_text(message).strip()
+    text = _visible_text(message)
     attachment = _attachment_of(message)
     if not text and attachment is None:
-        return _("Please send text, a photo or a document.")
+        return _no_text(message)
     if text:
         total = len(compose_text([*texts, text]))
         if len(text) > MAX_TEXT or total > MAX_TEXT:
@@ -752,15 +798,19 @@ async def _add_to_draft(
     if problem := _content_problem(message, texts, attachments):
         await message.answer(problem)
         return False
-    text = _message_text(message).strip()
+    text = _visible_text(message)
     attachment = _attachment_of(message)
     seen.append(message.message_id)
     changes: dict[str, Any] = {"seen": seen}
     if text:
         texts.append(text)
         changes["texts"] = texts
+        # Which message each text came from: edits of that message change that text alone.
+        changes["text_ids"] = [*data.get("text_ids", []), message.message_id]
         if data.get("text_message_id") is None:
             changes["text_message_id"] = message.message_id
+    else:  # a photo or document alone: a part without text (a caption may be added later)
+        changes["media_ids"] = [*data.get("media_ids", []), message.message_id]
     if attachment is not None:
         attachments.append(attachment)
         changes["attachments"] = attachments
@@ -832,6 +882,23 @@ async def _finish(
         await _reply_or_alert(event, _("The text is too long. Please /cancel and start again."))
         return
     recognition = recognise_values(text, task.targets)
+    if recognition.refused:  # the text must change: back to collecting, where edits count
+        await state.set_state(ReportFlow.collecting)
+        if isinstance(event, CallbackQuery):
+            await _answer(event)
+        lines = _refused_lines(recognition.refused)
+        lines.append(
+            _(
+                "Nothing was recorded yet. Edit that message to correct it, then press «Done»; "
+                "or send /cancel."
+            )
+        )
+        await _show(
+            event,
+            "\n".join(lines),
+            _collect_keyboard(data["flow"], data.get("status"), with_status=False),
+        )
+        return
     data.update(
         values=[value_to_data(value) for value in recognition.values],
         questions=[question_to_data(question) for question in recognition.questions],
@@ -876,7 +943,18 @@ async def _next_question_or_preview(
         builder.adjust(1)
         targets = {option.target_id for option in question.options}
         target = task.target(next(iter(targets)))
-        if len(targets) == 1 and target is not None:
+        if question.implausible and target is not None:
+            prompt = _(
+                "«{mention}» is more than {factor} times the target of {metric} "
+                "({goal}{unit}). Is it right? Record it only if it is."
+            ).format(
+                mention=quote(question.mention),
+                factor=IMPLAUSIBLE_FACTOR,
+                metric=quote(target.metric),
+                goal=format_value(target.value),
+                unit=quote(target.unit),
+            )
+        elif len(targets) == 1 and target is not None:
             prompt = _("«{mention}»: which is the current value of {metric}?").format(
                 mention=quote(question.mention), metric=quote(target.metric)
             )
@@ -991,6 +1069,7 @@ async def confirm(
             message_id=data.get("text_message_id"),
             cycle_key=await report_cycle(task, actor.department_id, now, settings),
             created_at=now,
+            parts=_draft_parts(data),
         )
     )
     await state.clear()
@@ -1003,6 +1082,20 @@ async def confirm(
     )
     if task.role is Role.SUPPORT:
         await _notify_leads(bot, i18n, settings=settings, task=task, report=report, actor=actor)
+
+
+def _draft_parts(data: dict) -> tuple[tuple[int, str], ...]:
+    """Every message of the draft with its text ("" for a photo or document alone), in order;
+    none for a draft of an older version of the bot, which kept no message ids."""
+    texts, ids = data.get("texts", []), data.get("text_ids", [])
+    if len(ids) != len(texts):
+        return ()
+    by_id, media = dict(zip(ids, texts, strict=True)), set(data.get("media_ids", []))
+    return tuple(
+        (message_id, by_id.get(message_id, ""))
+        for message_id in data.get("seen", [])  # in the order they arrived
+        if message_id in by_id or message_id in media
+    )
 
 
 async def _apply_edit(
@@ -1026,6 +1119,7 @@ async def _apply_edit(
         status=status,
         attachments=list(data.get("attachments", [])),
         edited_at=now,
+        parts=_draft_parts(data) if data.get("texts") else None,  # None: the old text stays
     )
     if report is None:
         await _answer(callback, _("This report was withdrawn."), show_alert=True)
@@ -1044,6 +1138,8 @@ async def redo(
         return
     changes: dict[str, Any] = {
         "texts": [],
+        "text_ids": [],
+        "media_ids": [],
         "values": [],
         "questions": [],
         "ignored": [],
@@ -1212,53 +1308,128 @@ async def _set_buttons(callback: CallbackQuery, markup: InlineKeyboardMarkup | N
         log.debug("buttons unchanged")
 
 
-async def edited_message(message: Message, actor: Actor | None = None) -> None:
-    """An edited Telegram message that a report's text came from: update the report.
+async def edited_message(message: Message, state: FSMContext, actor: Actor | None = None) -> None:
+    """An edited Telegram message that is part of the current draft or of a stored report.
 
-    The edited message's text replaces the report's whole text (a report written in several
-    messages is linked to the first one with text); numbers are recognised again, and ambiguous
-    ones are not recorded but named (there is no conversation to ask in).
+    Part of the draft: the draft's text follows the edit (numbers already recognised are
+    recognised again, with new questions or a new preview). Part of a stored report: that
+    part's text is replaced and the other parts stay; the numbers are recognised again from the
+    whole new text. One that now needs a question is not recorded but named (there is no
+    conversation to ask in), unless the value stored before is one of its options: the
+    liaison's earlier answer stands. A report stored before parts were kept has its message's
+    text as its whole text.
     """
-    report = await find_report_by_message(message.chat.id, message.message_id)
-    if report is None or message.from_user is None:
+    data = await state.get_data()
+    in_draft = (*data.get("text_ids", []), *data.get("media_ids", []))
+    if await state.get_state() is not None and message.message_id in in_draft:
+        await _edit_draft(message, state, data, actor)
+        return
+    found = await report_of_message(message.chat.id, message.message_id)
+    if found is None or message.from_user is None:
         return  # not a report's message: nothing to do
+    reply = await _edit_report(message, *found, actor)
+    if reply:
+        await message.reply(reply)
+
+
+async def _edit_report(
+    message: Message, report: ReportRecord, parts: Sequence[PartRecord], actor: Actor | None
+) -> str | None:
+    """Apply an edited message to its stored report; the reply (None: say nothing)."""
     now = datetime.now(UTC)
     refusal = _change_refusal(report, message.from_user.id, now)
     if refusal is None and (not _can_report(actor) or actor.department_id != report.department_id):
         refusal = _refusal(actor)
-    if refusal is not None:
-        if report.liaison_user_id == message.from_user.id:
-            await message.reply(_("Your edit was not recorded: {reason}").format(reason=refusal))
-        return
-    text = _message_text(message).strip()
-    if not text:
-        await message.reply(_("Please send text, a photo or a document."))
-        return
-    if text_too_long(text):
-        await message.reply(
-            _(
-                "This is too long: a report holds at most {limit} characters of text "
-                "(this would make {length}). Please shorten it."
-            ).format(limit=MAX_TEXT, length=len(text))
-        )
-        return
+    if refusal is not None:  # told to the author only
+        mine = report.liaison_user_id == message.from_user.id
+        return _("Your edit was not recorded: {reason}").format(reason=refusal) if mine else None
+    problem, part_text, text = _edited_text(message, parts)
+    if problem is not None:
+        return problem
     task = await task_for_department(report.task_id, report.department_id)
     if task is None:
-        await message.reply(_("This task is not one of your department's tasks."))
-        return
+        return _("This task is not one of your department's tasks.")
     recognition: Recognition = recognise_values(text, task.targets)
-    ambiguous = [question.mention for question in recognition.questions] + list(recognition.ignored)
+    if recognition.refused:
+        reason = "\n".join(_refused_lines(recognition.refused))
+        return _("Your edit was not recorded: {reason}").format(reason=reason)
+    values, ambiguous = keep_answers(recognition, report.values)
     updated = await update_report(
-        report.id, text=text, values=stored_values(recognition.values), edited_at=now
+        report.id,
+        text=text,
+        values=stored_values(values),
+        edited_at=now,
+        part=(message.message_id, part_text) if parts else None,
     )
     if updated is None:
-        await message.reply(
-            _("Your edit was not recorded: {reason}").format(reason=_("This report was withdrawn."))
+        return _("Your edit was not recorded: {reason}").format(
+            reason=_("This report was withdrawn.")
         )
-        return
     lines = [_("✏️ Your report was updated from your edited message.")]
     lines += _stored_body(task, updated, ambiguous)
-    await message.reply("\n".join(lines))
+    return "\n".join(lines)
+
+
+def _edited_text(message: Message, parts: Sequence[PartRecord]) -> tuple[str | None, str, str]:
+    """(why the edit cannot be taken, the edited part's text, the report's new whole text)."""
+    part_text = _visible_text(message)
+    texts = [part_text if part.message_id == message.message_id else part.text for part in parts]
+    text = compose_text(texts or [part_text])
+    # A caption may go (the photo stays a part without text) as long as the report keeps text.
+    if not text or not (part_text or (parts and _attachment_of(message) is not None)):
+        return _no_text(message), part_text, text
+    if text_too_long(text):
+        return _too_long(len(text)), part_text, text
+    return None, part_text, text
+
+
+def _too_long(length: int) -> str:
+    return _(
+        "This is too long: a report holds at most {limit} characters of text "
+        "(this would make {length}). Please shorten it."
+    ).format(limit=MAX_TEXT, length=length)
+
+
+async def _edit_draft(message: Message, state: FSMContext, data: dict, actor: Actor | None) -> None:
+    """A message of the draft was edited: its text in the draft follows."""
+    if not _can_report(actor):
+        await state.clear()
+        await message.answer(_refusal(actor))
+        return
+    ids, texts = list(data.get("text_ids", [])), list(data.get("texts", []))
+    media = list(data.get("media_ids", []))
+    if len(ids) != len(texts):
+        return  # a draft of an older version of the bot: it kept no message ids
+    text = _visible_text(message)
+    if message.message_id in ids:
+        index = ids.index(message.message_id)
+        if text:
+            texts[index] = text
+        elif _attachment_of(message) is not None:  # a caption removed: the photo stays
+            del texts[index], ids[index]
+            media.append(message.message_id)
+        else:
+            await message.reply(_no_text(message))
+            return
+    elif text:  # a caption added to a photo or document of the draft
+        media.remove(message.message_id)
+        by_id = {**dict(zip(ids, texts, strict=True)), message.message_id: text}
+        ids = [message_id for message_id in data.get("seen", []) if message_id in by_id]
+        texts = [by_id[message_id] for message_id in ids]  # in the order they arrived
+    else:
+        return  # a photo or document edited without text: nothing the draft holds changed
+    if text_too_long(compose_text(texts)):
+        await message.reply(_too_long(len(compose_text(texts))))
+        return
+    changes: dict[str, Any] = {"texts": texts, "text_ids": ids, "media_ids": media}
+    if data.get("text_message_id") not in ids:
+        changes["text_message_id"] = ids[0] if ids else None
+    data.update(changes)
+    await state.update_data(**changes)
+    await message.reply(_("✏️ Your draft was updated from your edited message."))
+    if await state.get_state() in (ReportFlow.resolving.state, ReportFlow.confirming.state):
+        await state.set_state(ReportFlow.collecting)  # until _finish has checked the new text
+        await _finish(message, state, actor, data)
 
 
 # -- lead units see their support units' reports ---------------------------------------------------
@@ -1276,7 +1447,8 @@ async def _notify_leads(
     for recipient in await lead_liaisons(task.id):
         if recipient.telegram_user_id == actor.user_id:
             continue
-        with i18n.use_locale(recipient.locale or settings.default_locale):
+        locale = pick_locale(recipient.locale, recipient.language_code, settings.default_locale)
+        with i18n.use_locale(locale):
             text = "\n".join(
                 [
                     _("📣 {department} {role} reported on {task}: {status}").format(
@@ -1350,6 +1522,7 @@ def build_router() -> Router:
     router.edited_message.filter(F.from_user)
     serial = OnePersonAtATime()
     router.message.middleware(serial)
+    router.edited_message.middleware(serial)
     router.callback_query.middleware(serial)
     private = F.chat.type == "private"
     in_group = F.chat.type != "private"

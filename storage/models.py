@@ -190,6 +190,9 @@ class Liaison(Model):
         description="",
     )
     locale = fields.CharField(max_length=16, null=True)
+    # Telegram's language_code as last seen (the actor middleware writes it only when it
+    # changes): the language of unprompted messages to someone who chose none with /lang.
+    language_code = fields.CharField(max_length=16, null=True)
     active = fields.BooleanField(default=True)
     # A department may have several liaisons: one lead (主联络员) and deputies. The first to join
     # leads; when the lead leaves, the deputy who joined earliest takes over (storage.onboarding).
@@ -249,6 +252,27 @@ class Report(Model):
             # shows (storage.summary._LATEST_SQL).
             ("task_id", "department_id", "withdrawn_at", "created_at", "status", "liaison_id"),
         )
+
+
+class ReportPart(Model):
+    """One Telegram message a report's text came from (a report sent in several messages has
+    several parts, in order). Editing that message updates this part; the report's text is the
+    parts joined (bot.reports.compose_text). Unique (chat_id, message_id) like Report."""
+
+    id = fields.IntField(primary_key=True)
+    report: fields.ForeignKeyRelation[Report] = fields.ForeignKeyField(
+        "models.Report", related_name="parts", on_delete=fields.CASCADE
+    )
+    chat_id = fields.BigIntField()
+    message_id = fields.BigIntField()
+    position = fields.IntField()
+    text = fields.TextField()
+
+    report_id: int
+
+    class Meta:
+        table = "report_parts"
+        unique_together = (("chat_id", "message_id"),)
 
 
 class InviteToken(Model):

@@ -54,6 +54,7 @@ class PersonRef:
     telegram_user_id: int
     full_name: str
     locale: str | None
+    language_code: str | None = None  # Telegram's, as last seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +357,7 @@ async def _promote_if_leaderless(department_id: int) -> PersonRef | None:
 def _ref(person: Liaison | None) -> PersonRef | None:
     if person is None:
         return None
-    return PersonRef(person.telegram_user_id, person.full_name, person.locale)
+    return PersonRef(person.telegram_user_id, person.full_name, person.locale, person.language_code)
 
 
 async def _person_ref(telegram_user_id: int) -> PersonRef | None:

@@ -105,17 +105,23 @@ class LiaisonState:
     locale: str | None
     active: bool
     department_id: int | None
+    language_code: str | None = None  # Telegram's, as last seen
 
 
 async def liaison_state(liaison_id: int | None) -> LiaisonState | None:
-    """A liaison's chosen language and whether they still serve their department."""
+    """A liaison's chosen language, Telegram language, and whether they still serve their
+    department."""
     if liaison_id is None:
         return None
-    rows = await Liaison.filter(id=liaison_id).values("locale", "active", "department_id")
+    rows = await Liaison.filter(id=liaison_id).values(
+        "locale", "active", "department_id", "language_code"
+    )
     if not rows:
         return None
     row = rows[0]
-    return LiaisonState(row["locale"], bool(row["active"]), row["department_id"])
+    return LiaisonState(
+        row["locale"], bool(row["active"]), row["department_id"], row["language_code"]
+    )
 
 
 async def person_by_chat(chat_id: int) -> PersonBrief | None:

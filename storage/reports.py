@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from bot.plan_model import Comparator, Role
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Assignment, Liaison, Report, Target, Task
+from storage.models import Assignment, Liaison, Report, ReportPart, Target, Task
 from storage.sql import Sql
 
 
@@ -75,6 +76,17 @@ class NewReport:
     message_id: int | None
     cycle_key: str | None
     created_at: datetime | None = None  # the moment the cycle key was named for (None: now)
+    # The messages the text came from, in order: (message id, that message's text).
+    parts: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """One message a report's text came from (storage.models.ReportPart)."""
+
+    message_id: int
+    position: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +124,7 @@ class Recipient:
     full_name: str
     locale: str | None
     department_name: str
+    language_code: str | None = None  # Telegram's, as last seen
 
 
 def _lead_first(choice: TaskChoice) -> bool:
@@ -204,24 +217,45 @@ async def task_for_department(task_id: int, department_id: int) -> ReportTask | 
 
 
 async def create_report(new: NewReport) -> ReportRecord | None:
-    """Store a report; None when (chat_id, message_id) is already stored (a duplicated update)."""
+    """Store a report and its parts; None when (chat_id, message_id) of the report or of one of
+    its parts is already stored (a duplicated update)."""
     try:
-        report = await Report.create(
-            task_id=new.task_id,
-            department_id=new.department_id,
-            liaison_id=new.liaison_id,
-            status=new.status,
-            text=new.text,
-            values=list(new.values),
-            attachments=list(new.attachments),
-            chat_id=new.chat_id,
-            message_id=new.message_id,
-            cycle_key=new.cycle_key,
-            created_at=new.created_at,
-        )
+        async with in_transaction():
+            report = await _create_report(new)
     except IntegrityError:
         return None
     return await get_report(report.id)
+
+
+async def _create_report(new: NewReport) -> Report:
+    report = await Report.create(
+        task_id=new.task_id,
+        department_id=new.department_id,
+        liaison_id=new.liaison_id,
+        status=new.status,
+        text=new.text,
+        values=list(new.values),
+        attachments=list(new.attachments),
+        chat_id=new.chat_id,
+        message_id=new.message_id,
+        cycle_key=new.cycle_key,
+        created_at=new.created_at,
+    )
+    await _add_parts(report.id, new.chat_id, new.parts)
+    return report
+
+
+async def _add_parts(report_id: int, chat_id: int, parts: Sequence[tuple[int, str]]) -> None:
+    if parts:
+        await ReportPart.bulk_create(
+            [
+                ReportPart(
+                    report_id=report_id, chat_id=chat_id, message_id=message_id,
+                    position=index, text=text,
+                )
+                for index, (message_id, text) in enumerate(parts)
+            ]
+        )  # fmt: skip
 
 
 # One report with its department and liaison, read after every store and on every edit or
@@ -283,9 +317,13 @@ async def find_report_by_message(chat_id: int, message_id: int) -> ReportRecord 
 
 
 async def report_exists(chat_id: int, message_id: int) -> bool:
-    """Whether this Telegram message is already a report (a duplicated update): on every reply."""
-    query = "SELECT 1 FROM reports WHERE chat_id = ? AND message_id = ?"
-    return bool(await Sql(Report._meta.db).fetch(query, [chat_id, message_id]))
+    """Whether this Telegram message is already (part of) a report (a duplicated update): on
+    every reply."""
+    query = (
+        "SELECT 1 FROM reports WHERE chat_id = ? AND message_id = ?"
+        " UNION ALL SELECT 1 FROM report_parts WHERE chat_id = ? AND message_id = ?"
+    )
+    return bool(await Sql(Report._meta.db).fetch(query, [chat_id, message_id] * 2))
 
 
 async def update_report(
@@ -296,18 +334,53 @@ async def update_report(
     edited_at: datetime,
     status: ReportStatus | None = None,
     attachments: list[dict[str, str]] | None = None,
+    part: tuple[int, str] | None = None,
+    parts: Sequence[tuple[int, str]] | None = None,
 ) -> ReportRecord | None:
     """Replace a live report's text and values (and status, attachments when given).
 
-    None when the report does not exist or was withdrawn meanwhile.
+    `part` (message id, text): that one part's new text (an edited message). `parts`: all of
+    them anew (a report edited with new messages). None when the report does not exist or was
+    withdrawn meanwhile.
     """
     fields: dict[str, object] = {"text": text, "values": list(values), "edited_at": edited_at}
     if status is not None:
         fields["status"] = status
     if attachments is not None:
         fields["attachments"] = list(attachments)
-    updated = await Report.filter(id=report_id, withdrawn_at__isnull=True).update(**fields)
+    async with in_transaction():
+        updated = await Report.filter(id=report_id, withdrawn_at__isnull=True).update(**fields)
+        if updated and part is not None:
+            message_id, part_text = part
+            await ReportPart.filter(report_id=report_id, message_id=message_id).update(
+                text=part_text
+            )
+        if updated and parts is not None:
+            chat_id = await Report.filter(id=report_id).values_list("chat_id", flat=True)
+            await ReportPart.filter(report_id=report_id).delete()
+            await _add_parts(report_id, chat_id[0], parts)
     return await get_report(report_id) if updated else None
+
+
+async def report_of_message(
+    chat_id: int, message_id: int
+) -> tuple[ReportRecord, tuple[PartRecord, ...]] | None:
+    """The report a Telegram message is part of, with all its parts in order (for edited
+    messages). A report stored before parts were kept has none: its message is its whole text."""
+    rows = await ReportPart.filter(chat_id=chat_id, message_id=message_id).values_list(
+        "report_id", flat=True
+    )
+    report = (
+        await get_report(rows[0]) if rows else await find_report_by_message(chat_id, message_id)
+    )
+    if report is None:
+        return None
+    parts = (
+        await ReportPart.filter(report_id=report.id)
+        .order_by("position")
+        .values_list("message_id", "position", "text")
+    )
+    return report, tuple(PartRecord(*row) for row in parts)
 
 
 async def withdraw_report(report_id: int, when: datetime) -> ReportRecord | None:
@@ -339,7 +412,7 @@ def _role(value: str | None) -> Role | None:
 # Read when a support unit reports (whom to tell) and when a report is stored (its cycle):
 # plain SQL (storage.sql) like the report path's other reads.
 _LEAD_LIAISONS_SQL = """
-    SELECT DISTINCT l.id, l.telegram_user_id, l.full_name, l.locale, d.name
+    SELECT DISTINCT l.id, l.telegram_user_id, l.full_name, l.locale, d.name, l.language_code
     FROM liaisons l
     JOIN departments d ON d.id = l.department_id
     JOIN assignments a ON a.department_id = l.department_id

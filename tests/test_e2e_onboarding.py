@@ -176,7 +176,10 @@ async def test_invite_grant_and_deputies_in_english(running: TelegramEmulator):
         f"{helper.id} is no longer a coordinator.\nTheir open invitations (1) no longer work."
     )
     await tg.wait_until(lambda: (f"chat:{helper.id}", "en") not in tg.commands)
-    assert "督办人员权限已被取消" in (await tg.wait_for_message(chat_id=helper)).text
+    # Told unprompted in their Telegram language (English; they chose no /lang).
+    assert (
+        "coordinator rights have been withdrawn" in (await tg.wait_for_message(chat_id=helper)).text
+    )
     assert (await ask(tg, helper, "/invite 县建设局")).text == (
         "Only coordinators can use this command."
     )

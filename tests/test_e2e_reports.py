@@ -136,12 +136,13 @@ async def test_a_liaison_reports_with_buttons_then_edits_the_message(tg, app, ta
         assert len(tg.messages_to(land)) == before
         assert await Report.all().count() == 1
 
-        # Editing the Telegram message updates the stored report.
-        tg.edit_text(land, text_message, "已筹集6500套,电梯加装完成45台")
+        # Editing the Telegram message updates its part of the stored report; the photo's
+        # caption, another part, stays.
+        tg.edit_text(land, text_message, "已筹集6500套（更正）")
         updated = await tg.wait_for_message(chat_id=land, predicate=lambda m: "更新" in m.text)
         assert "6500套" in updated.text
         await report.refresh_from_db()
-        assert report.text == "已筹集6500套,电梯加装完成45台"
+        assert report.text == "已筹集6500套（更正）\n\n电梯加装完成45台"
         assert [v["value"] for v in report.values] == ["6500", "45"]
         assert report.edited_at is not None
 

@@ -44,7 +44,7 @@ from handlers.reports import (
     render_prompt,
 )
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Assignment, Department, Liaison, Report, Task
+from storage.models import Assignment, Department, Liaison, Report, ReportPart, Task
 from storage.plans import import_plan
 from storage.reports import TaskChoice, get_report_task, lead_liaisons, task_reports
 from tests.conftest import build_sample_plan
@@ -625,3 +625,284 @@ async def test_edit_without_new_text_keeps_the_old_text(plan, dispatcher, bot):
     await person.press(confirm_button(person))
     await report.refresh_from_db()
     assert report.status == ReportStatus.AT_RISK and report.text == "已筹集6200套"
+
+
+# -- numbers at their edges, invisible text (issue 10) ----------------------------------------
+
+
+async def _collecting(person: Person, task_id: int) -> str:
+    """/report on a task up to the collecting step; the conversation's flow number."""
+    await person.send("/report")
+    flow = person.button("r2:").split(":")[1]
+    await person.press(f"r2:{flow}:{task_id}")
+    await person.press(f"r4:{flow}:on_track")
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("已筹集-5套", "「-5套」：指标完成值不能为负数"), ("已筹集1e309套", "不要用科学计数法")],
+)
+async def test_a_negative_or_scientific_amount_is_refused(plan, dispatcher, bot, text, reason):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send(text)
+    reply = sent(await person.send("/done"))[0]
+    assert reason in reply and "尚未保存" in reply
+    assert await person.state() == ReportFlow.collecting.state
+    assert person.data("r5:")  # «完成» again once the text is corrected
+    assert await Report.all().count() == 0
+
+
+async def test_a_negative_amount_is_refused_in_english(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, LAND_EN, language="en")
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("Raised −5 套")
+    reply = sent(await person.press(person.button("r5:")))[0]  # «Done»
+    assert "«−5 套»: a value toward a target cannot be negative." in reply
+    assert await Report.all().count() == 0
+
+
+async def test_an_implausible_value_is_confirmed_before_it_is_stored(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("已筹集9999999999999999套")
+    question = sent(await person.send("/done"))[0]
+    assert "超过累计筹集保障性租赁住房目标值（9000套）的 100 倍" in question
+    assert await person.state() == ReportFlow.resolving.state
+    _record, skip = person.data("r6:")
+    await person.press(skip)  # «不计入»: not recorded
+    assert "未识别到本任务指标的完成值" in person.last_text and "未计入" in person.last_text
+    await person.press(confirm_button(person))
+    assert (await Report.get()).values == []
+    # Confirmed with its button, it is stored as written.
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("已筹集90000000套")
+    await person.send("/done")
+    await person.press(person.data("r6:")[0])
+    await person.press(confirm_button(person))
+    stored = await Report.filter(values__not=[]).get()
+    assert stored.values[0]["value"] == "90000000"
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\u200b \u200d\ufeff", "\u3164"])
+async def test_text_of_invisible_characters_is_refused(plan, dispatcher, bot, text):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    reply = sent(await person.send(text))[0]
+    assert "这条消息没有可见的文字" in reply
+    reply = sent(await person.send("/done"))[0]
+    assert "请先发送进展" in reply or "文字" in reply
+    assert await Report.all().count() == 0
+
+
+async def test_a_reply_to_a_prompt_with_invisible_text_is_refused(plan, dispatcher, bot, zh):
+    person = Person(dispatcher, bot, BUILD)
+    task_id = plan.tasks["2.1.3"]
+    prompt = bot_message(person.chat, "📋", reply_markup=prompt_keyboard(task_id))
+    reply = sent(await person.send("\u200b", reply_to_message=prompt))[0]
+    assert "这条消息没有可见的文字" in reply
+    assert await person.state() is None
+
+
+async def test_full_width_digits_are_read(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    await person.send("已筹集６，２００套，电梯加装４５台")
+    await person.send("/done")
+    await person.press(confirm_button(person))
+    assert [v["value"] for v in (await Report.get()).values] == ["6200", "45"]
+
+
+async def test_the_lead_is_told_in_its_telegram_language(plan, dispatcher, bot):
+    lead = Person(dispatcher, bot, BUILD, language="en")
+    await lead.send("/whoami")  # the middleware stores "en" (no /lang chosen)
+    assert (await Liaison.get(telegram_user_id=BUILD)).language_code == "en"
+    person = Person(dispatcher, bot, LAND)
+    await report_until_preview(person, plan.tasks["2.1.3"], "at_risk", "已筹集6200套")
+    requests = await person.press(confirm_button(person))
+    (notice,) = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
+    assert "reported on" in notice.text and "At risk" in notice.text
+    # With /lang zh chosen, Chinese again.
+    await Liaison.filter(telegram_user_id=BUILD).update(locale="zh")
+    await report_until_preview(person, plan.tasks["2.1.3"], "at_risk", "已筹集6300套")
+    requests = await person.press(confirm_button(person))
+    (notice,) = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
+    assert "存在风险" in notice.text
+
+
+# -- edits of a report sent in several messages, and of a draft (issue 10) -------------------
+
+
+def edited_caption(update: Update, caption: str) -> Update:
+    stamp = int(datetime.now(UTC).timestamp())
+    message = update.message.model_copy(update={"caption": caption, "edit_date": stamp})
+    return Update(update_id=next(_message_ids), edited_message=message)
+
+
+def photo(person: Person, caption: str, file_id: str, album: str | None = None) -> Update:
+    size = PhotoSize(file_id=file_id, file_unique_id=file_id, width=90, height=90)
+    return person.media_update(photo=[size], caption=caption, media_group_id=album)
+
+
+async def submit_parts(person: Person, task_id: int, *updates: Update) -> Report:
+    await _collecting(person, task_id)
+    for update in updates:
+        await person.feed(update)
+    await person.send("/done")
+    await person.press(confirm_button(person))
+    return await Report.get()
+
+
+def by_target(report: Report, task) -> dict[str, str]:
+    metrics = {target.id: target.metric for target in task.targets}
+    return {metrics[v["target_id"]]: v["value"] for v in report.values}
+
+
+async def test_editing_one_part_changes_only_that_part(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    task = await get_report_task(plan.tasks["2.1.3"])
+    first = person.text_update("已筹集6200套")
+    album = [photo(person, "电梯加装完成45台", "p1", "album"), photo(person, "", "p2", "album")]
+    last = person.text_update("其余工作按计划推进")
+    report = await submit_parts(person, task.id, first, *album, last)
+    assert report.text == "已筹集6200套\n\n电梯加装完成45台\n\n其余工作按计划推进"
+    assert await ReportPart.filter(report_id=report.id).count() == 4  # the bare photo too
+
+    replies = sent(await person.feed(edited_caption(album[0], "电梯加装完成50台")))
+    assert "已根据您编辑后的消息更新报送" in replies[0]
+    await report.refresh_from_db()
+    assert report.text == "已筹集6200套\n\n电梯加装完成50台\n\n其余工作按计划推进"
+    assert by_target(report, task) == {"累计筹集保障性租赁住房": "6200", "实施电梯加装": "50"}
+    assert len(report.attachments) == 2 and report.edited_at is not None
+
+    await person.feed(edited(last, "其余工作已完成"))
+    await person.feed(edited(first, "已筹集6300套"))
+    await report.refresh_from_db()
+    assert report.text == "已筹集6300套\n\n电梯加装完成50台\n\n其余工作已完成"
+    assert by_target(report, task) == {"累计筹集保障性租赁住房": "6300", "实施电梯加装": "50"}
+    # A caption added to the album's bare photo becomes text in its place; removed, it goes.
+    await person.feed(edited_caption(album[1], "加装现场照片"))
+    await report.refresh_from_db()
+    assert report.text == "已筹集6300套\n\n电梯加装完成50台\n\n加装现场照片\n\n其余工作已完成"
+    await person.feed(edited_caption(album[1], ""))
+    await report.refresh_from_db()
+    assert report.text == "已筹集6300套\n\n电梯加装完成50台\n\n其余工作已完成"
+    assert len(report.attachments) == 2
+    # Each part is a stored report message: delivered again, it is ignored silently.
+    assert await person.feed(last) == [] and await person.feed(album[1]) == []
+    assert await Report.all().count() == 1
+
+
+async def test_values_are_recognised_again_from_the_whole_text(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    task = await get_report_task(plan.tasks["2.1.3"])
+    first, second = person.text_update("已筹集6200套"), person.text_update("电梯加装45台")
+    report = await submit_parts(person, task.id, first, second)
+    # The second part now names no elevators but another 套 number: the elevator value goes,
+    # and 6200 vs 100 套 (words alike) would be a question; the value stored before is one of
+    # its options and stands.
+    reply = sent(await person.feed(edited(second, "又筹集100套")))[0]
+    await report.refresh_from_db()
+    assert by_target(report, task) == {"累计筹集保障性租赁住房": "6200"}
+    assert "未计入" not in reply
+    # Edited so that no stored value is an option: not recorded, and named.
+    reply = sent(await person.feed(edited(first, "已筹集6400套")))[0]
+    await report.refresh_from_db()
+    assert report.values == [] and "未计入" in reply and "6400套" in reply
+
+
+async def test_an_edit_to_a_refused_number_or_to_nothing_changes_nothing(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    first, second = person.text_update("已筹集6200套"), person.text_update("进展顺利")
+    report = await submit_parts(person, plan.tasks["2.1.3"], first, second)
+    reply = sent(await person.feed(edited(second, "减少-5套")))[0]
+    assert "您的修改未保存" in reply and "不能为负数" in reply
+    reply = sent(await person.feed(edited(second, "\u200b")))[0]
+    assert "没有可见的文字" in reply
+    await report.refresh_from_db()
+    assert report.text == "已筹集6200套\n\n进展顺利" and report.edited_at is None
+
+
+async def test_a_report_stored_without_parts_takes_the_edit_as_its_text(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    update = person.text_update("已筹集6200套")
+    department = await Department.get(name="县建设局")
+    liaison = await Liaison.get(telegram_user_id=BUILD)
+    report = await Report.create(
+        task_id=plan.tasks["2.1.3"], department=department, liaison=liaison,
+        status=ReportStatus.ON_TRACK, text="已筹集6200套\n\n旧版本的第二段", chat_id=BUILD,
+        message_id=update.message.message_id,
+    )  # fmt: skip
+    await person.feed(edited(update, "已筹集6500套"))
+    await report.refresh_from_db()
+    assert report.text == "已筹集6500套" and report.values[0]["value"] == "6500"
+
+
+async def test_a_draft_follows_its_edits(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    task = await get_report_task(plan.tasks["2.1.3"])
+    await _collecting(person, task.id)
+    first, second = person.text_update("已筹集6200套"), person.text_update("电梯加装45台")
+    await person.feed(first)
+    await person.feed(second)
+    reply = sent(await person.feed(edited(first, "已筹集6500套")))[0]
+    assert "已根据您编辑后的消息更新草稿" in reply
+    assert await person.state() == ReportFlow.collecting.state
+    assert "没有可见的文字" in sent(await person.feed(edited(first, "\u200b")))[0]
+    bare = photo(person, "", "p9")
+    await person.feed(bare)
+    await person.feed(edited_caption(bare, "现场照片"))  # a caption added: text in its place
+    context = dispatcher.fsm.get_context(bot, person.chat.id, person.user.id)
+    assert (await context.get_data())["texts"] == ["已筹集6500套", "电梯加装45台", "现场照片"]
+    await person.feed(edited_caption(bare, ""))  # and removed again: the photo stays
+    assert (await context.get_data())["texts"] == ["已筹集6500套", "电梯加装45台"]
+    await person.send("/done")
+    assert "已筹集6500套" in person.last_text and "6200" not in person.last_text
+    # Edited while the preview is shown: a new preview with the new text and values.
+    replies = sent(await person.feed(edited(second, "电梯加装50台")))
+    assert "更新草稿" in replies[0] and "实施电梯加装：50台" in replies[-1]
+    assert await person.state() == ReportFlow.confirming.state
+    await person.press(confirm_button(person))
+    report = await Report.get()
+    assert report.text == "已筹集6500套\n\n电梯加装50台"
+    assert by_target(report, task) == {"累计筹集保障性租赁住房": "6500", "实施电梯加装": "50"}
+    # The stored report knows which message each part came from.
+    parts = await ReportPart.filter(report_id=report.id).order_by("position")
+    assert [(p.message_id, p.text) for p in parts] == [
+        (first.message.message_id, "已筹集6500套"),
+        (second.message.message_id, "电梯加装50台"),
+        (bare.message.message_id, ""),
+    ]
+
+
+async def test_a_draft_edited_to_a_negative_goes_back_to_collecting(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    await _collecting(person, plan.tasks["2.1.3"])
+    update = person.text_update("已筹集6200套")
+    await person.feed(update)
+    await person.send("/done")
+    replies = sent(await person.feed(edited(update, "已筹集-6200套")))
+    assert "不能为负数" in replies[-1]
+    assert await person.state() == ReportFlow.collecting.state
+    await person.feed(edited(update, "已筹集6100套"))
+    await person.send("/done")
+    await person.press(confirm_button(person))
+    assert (await Report.get()).values[0]["value"] == "6100"
+
+
+async def test_the_edit_button_replaces_the_parts(plan, dispatcher, bot):
+    person = Person(dispatcher, bot, BUILD)
+    first, second = person.text_update("已筹集6200套"), person.text_update("进展顺利")
+    report = await submit_parts(person, plan.tasks["2.1.3"], first, second)
+    await person.press(next(d for d in person.data("r7:") if d.endswith(":edit")))
+    replacement = person.text_update("已筹集7000套")
+    await person.feed(replacement)
+    await person.send("/done")
+    await person.press(confirm_button(person))
+    parts = await ReportPart.filter(report_id=report.id)
+    assert [p.message_id for p in parts] == [replacement.message.message_id]
+    await person.feed(edited(replacement, "已筹集7100套"))
+    await report.refresh_from_db()
+    assert report.text == "已筹集7100套" and report.values[0]["value"] == "7100"
+    assert await person.feed(edited(second, "旧消息")) == []  # no longer part of the report

@@ -49,6 +49,7 @@ from handlers import build_routers
 from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware
 from jobs import setup_scheduling
 from storage.db import close_db, init_db
+from storage.lease import RunLease, acquire_run_lease
 from storage.onboarding import granted_coordinator_ids
 
 if TYPE_CHECKING:
@@ -183,8 +184,23 @@ class TelegramUnreachableError(Exception):
 
 
 async def run(settings: Settings) -> None:
-    """`duban run`: database, bot, dispatcher; then long polling, or a webhook server."""
+    """`duban run`: the run lease, database, bot, dispatcher; then long polling, or a webhook
+    server.
+
+    The run lease (storage.lease) comes first and is held until the process ends: a second
+    `duban run` on the same database stops here with LeaseHeldError, before it touches anything.
+    """
+    lease = await acquire_run_lease(settings.database_url)
+    try:
+        await _run_leased(settings, lease)
+    finally:
+        if lease is not None:
+            await lease.release()
+
+
+async def _run_leased(settings: Settings, lease: RunLease | None) -> None:
     bot, dispatcher = create_app(settings)
+    dispatcher["run_lease"] = lease  # start-up takes back the ledger claims of dead processes
     await init_db(settings.database_url)
     try:
         await _check_redis(dispatcher)

@@ -291,6 +291,7 @@ def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None
     try:
         _import_aiogram()
         from bot.app import MissingTokenError, TelegramUnreachableError, run
+        from storage.lease import LockError
     finally:
         gc.freeze()
         gc.enable()
@@ -299,7 +300,7 @@ def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None
     )
     try:
         asyncio.run(run(config))
-    except (MissingTokenError, TelegramUnreachableError) as exc:
+    except (MissingTokenError, TelegramUnreachableError, LockError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -332,6 +333,7 @@ def _import_aiogram() -> None:
 def _run_with_db(settings: Settings, coroutine):
     """Open the database, run one storage coroutine, and always close the database again."""
     from storage.db import close_db, init_db
+    from storage.lease import LockError
 
     async def runner():
         await init_db(settings.database_url)
@@ -344,6 +346,8 @@ def _run_with_db(settings: Settings, coroutine):
         return asyncio.run(runner())
     except OSError as exc:
         raise CliError(f"database unreachable ({type(exc).__name__}: {exc})") from None
+    except LockError as exc:
+        raise CliError(str(exc)) from None
     finally:
         coroutine.close()
 

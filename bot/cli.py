@@ -160,11 +160,15 @@ def cmd_summary(args: argparse.Namespace, settings: Callable[[], Settings]) -> N
 async def _summary(config: Settings, day: date | None, chart: Path | None) -> str:
     from bot.summary import WEEK
     from bot.summary_cli import summary_for_cli, summary_moment
-    from storage.deliveries import delivery_issues_since
+    from storage.deliveries import delivery_issues_since, possible_duplicates_since
 
-    issues = await delivery_issues_since(summary_moment(day, config.tz) - WEEK)
+    since = summary_moment(day, config.tz) - WEEK
+    issues = await delivery_issues_since(since)
+    duplicates = await possible_duplicates_since(since)
     try:
-        return await summary_for_cli(config, day, chart, delivery_issues=issues)
+        return await summary_for_cli(
+            config, day, chart, delivery_issues=issues, possible_duplicates=duplicates
+        )
     except OSError as exc:  # writing the chart
         raise CliError(f"--chart: cannot write {chart}: {exc.strerror or exc}") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -199,6 +200,8 @@ async def run(settings: Settings) -> None:
 
 
 async def _run_leased(settings: Settings, lease: RunLease | None) -> None:
+    if lease is not None:
+        lease.on_lost(_stop_on_lost_lease)
     bot, dispatcher = create_app(settings)
     dispatcher["run_lease"] = lease  # start-up takes back the ledger claims of dead processes
     await init_db(settings.database_url)
@@ -214,6 +217,13 @@ async def _run_leased(settings: Settings, lease: RunLease | None) -> None:
     finally:
         await bot.session.close()
         await close_db()
+
+
+def _stop_on_lost_lease() -> None:
+    """Without its lease another `duban run` could start on the database: stop as on SIGTERM
+    (polling and the webhook server both stop on it, letting in-flight work finish)."""
+    log.error("The run lease on the database was lost (the connection holding it ended); stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class RedisUnreachableError(TelegramUnreachableError):

@@ -32,7 +32,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,6 +132,18 @@ class RunLease:
     _file: IO[str] | None = None
     _connection: Any = None  # asyncpg.Connection
 
+    def on_lost(self, callback: Callable[[], object]) -> None:
+        """Call `callback` if the lease is lost while held: the PostgreSQL session holding it
+        ended (a server restart, a terminated backend). A flock cannot be lost."""
+        if self._connection is None:
+            return
+
+        def lost(_connection: object) -> None:
+            if self._connection is not None:  # not our own release
+                callback()
+
+        self._connection.add_termination_listener(lost)
+
     async def release(self) -> None:
         if self._connection is not None:
             connection, self._connection = self._connection, None
@@ -173,7 +185,10 @@ async def acquire_run_lease(database_url: str, *, now: datetime | None = None) -
             return None
         handle = await asyncio.to_thread(_flock_run_file, path, holder)
         return RunLease(holder, owner, _file=handle)
-    connection = await _pg_connect(credentials, holder.application_name())
+    try:
+        connection = await _pg_connect(credentials, holder.application_name())
+    except (OSError, TimeoutError) as exc:
+        raise LockError(f"database unreachable ({type(exc).__name__}: {exc})") from None
     try:
         for _ in range(3):  # the holder may exit between our try and our look at it
             if await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)", _KEY, _RUN_KEY):
@@ -195,8 +210,12 @@ async def acquire_run_lease(database_url: str, *, now: datetime | None = None) -
 
 
 def _flock_run_file(path: Path, holder: Holder) -> IO[str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = _lock_file(path, "run-lock").open("a+", encoding="utf-8")
+    lock_path = _lock_file(path, "run-lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise LockError(f"cannot open the lock file {lock_path}: {exc.strerror or exc}") from None
     try:
         _require_fcntl()
         try:

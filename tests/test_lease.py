@@ -198,3 +198,28 @@ async def test_init_db_in_processes_released_at_once_migrates_once(
             assert code == 0, err[-2000:]
         recorded = await asyncio.to_thread(_migrations_recorded, database)
         assert recorded == [(name, 1) for name in _migration_files()]
+
+
+async def test_duban_run_stops_when_its_postgresql_lease_is_lost(tmp_path, database_url) -> None:
+    if database_url.startswith("sqlite://"):
+        pytest.skip("a flock cannot be lost while its process lives")
+    async with TelegramEmulator(token="123456:TEST", bot_username="duban_bot") as tg:
+        process = await _duban(tg, tmp_path, database_url, "run")
+        try:
+            await _answers_start(tg, "Alice")
+            # A server restart or an operator ends the session that holds the lease.
+            terminated = await asyncio.to_thread(
+                fetch_rows,
+                database_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'duban run %' AND datname = current_database()",
+            )
+            assert terminated == [(True,)]
+            code, _out, err = await _finish(process, 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert code == 0, err
+    assert "The run lease on the database was lost" in err
+    assert "Traceback" not in err

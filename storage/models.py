@@ -308,7 +308,8 @@ class Delivery(Model):
     """One scheduled outgoing message: the outbox the sender works through (storage.deliveries).
 
     `key` is the idempotency key: planning the same send twice never makes a second row, and a
-    row is sent at most once except when a crash hits between Telegram's answer and `mark_sent`.
+    row is sent at most once except when a crash hits between Telegram's answer and `mark_sent`,
+    or when Telegram performed a try whose answer was lost (counted in `uncertain_attempts`).
     `payload` stays small: the locale and ids the renderer needs.
     """
 

@@ -12,7 +12,7 @@ from bot.settings import Settings
 from jobs import setup_scheduling
 from storage import deliveries as ledger
 from storage.deliveries import DeliveryStatus
-from tests.delivery_support import render_text, rows, statuses
+from tests.delivery_support import T0, render_text, rows, statuses
 from tests.emulator_fixtures import bot_fixture, tg_fixture  # noqa: F401
 
 
@@ -69,3 +69,36 @@ async def test_start_up_leaves_live_claims_alone_and_takes_a_dead_owners_under_t
             await lease.release()
     assert set((await statuses()).values()) == {DeliveryStatus.SENT}
     assert sorted(message.chat_id for message in tg.sent) == sorted(chats)
+
+
+async def test_a_sender_renews_the_claims_it_holds_through_a_long_retry_after(db, tg) -> None:
+    from bot.delivery import Sender
+    from storage.deliveries import CLAIM_TTL
+    from tests.delivery_support import VirtualClock, sent_keys
+    from tests.emulator_fixtures import close_bot, make_bot
+
+    clock = VirtualClock()
+    chat = tg.add_user("联络员", started=True).id
+    await ledger.enqueue(rows([chat] * 3))
+    wait = int(CLAIM_TTL.total_seconds() * 2.5)
+    tg.fail_next("sendMessage", 429, retry_after=wait)  # the chat waits 25 minutes
+    taken_back: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        # Meanwhile someone sweeps the ledger as every start-up without the lease does.
+        await clock.sleep(seconds)
+        taken_back.append(await ledger.reset_in_flight(at=clock()))
+
+    bot = make_bot(tg)
+    try:
+        sender = Sender(bot, render_text, clock=clock, sleep=sleep)
+        clock.sender = sender
+        await sender.run_once()
+        assert clock() - T0 >= CLAIM_TTL * 2  # the queued rows were held that long
+        clock.advance(wait)
+        await sender.run_once()
+    finally:
+        await close_bot(bot)
+    assert sum(taken_back) == 0  # never taken from the live sender
+    assert sent_keys(tg) == {key: 1 for key in (await statuses())}
+    assert set((await statuses()).values()) == {DeliveryStatus.SENT}

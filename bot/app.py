@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -51,6 +52,7 @@ from handlers import build_routers
 from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware
 from jobs import setup_scheduling
 from storage.db import close_db, init_db
+from storage.lease import RunLease, acquire_run_lease
 from storage.onboarding import granted_coordinator_ids
 
 if TYPE_CHECKING:
@@ -190,8 +192,25 @@ class TelegramUnreachableError(Exception):
 
 
 async def run(settings: Settings) -> None:
-    """`duban run`: database, bot, dispatcher; then long polling, or a webhook server."""
+    """`duban run`: the run lease, database, bot, dispatcher; then long polling, or a webhook
+    server.
+
+    The run lease (storage.lease) comes first and is held until the process ends: a second
+    `duban run` on the same database stops here with LeaseHeldError, before it touches anything.
+    """
+    lease = await acquire_run_lease(settings.database_url)
+    try:
+        await _run_leased(settings, lease)
+    finally:
+        if lease is not None:
+            await lease.release()
+
+
+async def _run_leased(settings: Settings, lease: RunLease | None) -> None:
+    if lease is not None:
+        lease.on_lost(_stop_on_lost_lease)
     bot, dispatcher = create_app(settings)
+    dispatcher["run_lease"] = lease  # start-up takes back the ledger claims of dead processes
     await init_db(settings.database_url)
     try:
         await _check_redis(dispatcher)
@@ -204,6 +223,13 @@ async def run(settings: Settings) -> None:
     finally:
         await bot.session.close()
         await close_db()
+
+
+def _stop_on_lost_lease() -> None:
+    """Without its lease another `duban run` could start on the database: stop as on SIGTERM
+    (polling and the webhook server both stop on it, letting in-flight work finish)."""
+    log.error("The run lease on the database was lost (the connection holding it ended); stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class RedisUnreachableError(TelegramUnreachableError):

@@ -194,11 +194,15 @@ def cmd_summary(args: argparse.Namespace, settings: Callable[[], Settings]) -> N
 async def _summary(config: Settings, day: date | None, chart: Path | None) -> str:
     from bot.summary import WEEK
     from bot.summary_cli import summary_for_cli, summary_moment
-    from storage.deliveries import delivery_issues_since
+    from storage.deliveries import delivery_issues_since, possible_duplicates_since
 
-    issues = await delivery_issues_since(summary_moment(day, config.tz) - WEEK)
+    since = summary_moment(day, config.tz) - WEEK
+    issues = await delivery_issues_since(since)
+    duplicates = await possible_duplicates_since(since)
     try:
-        return await summary_for_cli(config, day, chart, delivery_issues=issues)
+        return await summary_for_cli(
+            config, day, chart, delivery_issues=issues, possible_duplicates=duplicates
+        )
     except OSError as exc:  # writing the chart
         raise CliError(f"--chart: cannot write {chart}: {exc.strerror or exc}") from None
 
@@ -325,13 +329,14 @@ def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None
     try:
         _import_aiogram()
         from bot.app import MissingTokenError, TelegramUnreachableError, run
+        from storage.lease import LockError
     finally:
         gc.freeze()
         gc.enable()
     _configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(config))
-    except (MissingTokenError, TelegramUnreachableError) as exc:
+    except (MissingTokenError, TelegramUnreachableError, LockError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -374,6 +379,7 @@ def _import_aiogram() -> None:
 def _run_with_db(settings: Settings, coroutine):
     """Open the database, run one storage coroutine, and always close the database again."""
     from storage.db import close_db, init_db
+    from storage.lease import LockError
 
     async def runner():
         await init_db(settings.database_url)
@@ -386,6 +392,8 @@ def _run_with_db(settings: Settings, coroutine):
         return asyncio.run(runner())
     except OSError as exc:
         raise CliError(f"database unreachable ({type(exc).__name__}: {exc})") from None
+    except LockError as exc:
+        raise CliError(str(exc)) from None
     finally:
         coroutine.close()
 

@@ -21,10 +21,18 @@ pace; each part is recorded (`parts_sent`), so a retry resumes after the last pa
 
 Pacing is a single loop (the only caller of the injected `sleep`); the request tasks never sleep.
 A crash at any point loses nothing: a row is `sending` in the database before its request starts
-and gets its final status after the answer; start-up puts `sending` rows back to pending
-(`reset_in_flight`), so at most `max_in_flight` messages can go out twice. While running, a row
-left `sending` for 15 minutes that the sender no longer holds (its outcome could not be written)
-is swept back to pending the same way.
+and gets its final status after the answer. Each claim names the sender (`owner`) and runs out
+after `CLAIM_TTL` unless renewed; the sender renews the claims it holds every quarter of that.
+Start-up under the run lease puts every other owner's `sending` rows back to pending
+(`reset_in_flight`), so at most `max_in_flight` messages can go out twice; without the lease it
+takes back only expired claims, never a live sender's. While running, an expired claim that the
+sender does not hold (its outcome could not be written) is swept back to pending the same way.
+
+A try that ends in a network error or a timeout once the request may have gone out has an
+unknown outcome: Telegram may have delivered the message. It is retried like any network error
+(a message is never lost) and counted in the row's `uncertain_attempts` and in
+`SendStats.uncertain`: each such try may have added one copy. A connection that was never made
+(refused, DNS) is not counted: nothing went out.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import inspect
 import logging
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -61,11 +70,13 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
 )
+from aiohttp import ClientConnectorError
 from tortoise.exceptions import DBConnectionError, OperationalError
 
 from bot.redaction import redact
 from storage import deliveries as ledger
 from storage.deliveries import (
+    CLAIM_TTL,
     MAX_KEY_LENGTH,
     DeliveryKind,
     DeliveryRecord,
@@ -86,9 +97,7 @@ _DB_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # real seconds; the database
 _UNAUTHORIZED_PAUSE = 60.0
 _EPSILON = 1e-6
 _REMEMBERED_CHATS = 10_000
-# A row still `sending` this long after its claim, and not held by this sender, lost its outcome
-# (the database was unreachable when the answer came): it is sent again.
-_ORPHAN_AFTER = timedelta(minutes=15)
+_RENEW_EVERY = CLAIM_TTL / 4  # claims held are renewed this often (clock time)
 _GROUP_KINDS = (DeliveryKind.ESCALATION, DeliveryKind.SUMMARY)
 
 
@@ -181,6 +190,7 @@ class SendStats:
     cancelled: int = 0  # render returned None
     expired: int = 0
     notices: int = 0  # unreachable notices enqueued for coordinators
+    uncertain: int = 0  # tries that may have been delivered although no answer came
     max_in_flight: int = 0  # the most requests that were open at once
     expired_records: list[DeliveryRecord] = field(default_factory=list)
 
@@ -229,8 +239,11 @@ class Sender:
         clock: Clock | None = None,
         sleep: Sleep | None = None,
         on_idle: Callable[[datetime | None], object] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.bot = bot
+        # Names this sender in the ledger's claims (the run lease's owner id under `duban run`).
+        self.owner = owner or uuid.uuid4().hex
         self.limits = limits or SenderLimits()
         self._render = render
         self._coordinator_chats = coordinator_chats
@@ -250,6 +263,7 @@ class Sender:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping: asyncio.Event | None = None
+        self._renew_at: datetime | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -317,13 +331,7 @@ class Sender:
     async def _run(self, now: datetime | None, stats: SendStats) -> None:
         self._forget_idle_chats()
         start = now or self._clock()
-        held = [item.record.id for queue in self._queues.values() for item in queue]
-        orphans = await self._db(
-            ledger.reset_in_flight,
-            at=start,
-            claimed_before=start - _ORPHAN_AFTER,
-            keep=held + self._in_flight_ids(),
-        )
+        orphans = await self._db(ledger.reset_in_flight, at=start, keep=self._held_ids())
         if orphans:
             log.warning("%d sends were stuck in flight; they are due again", orphans)
         expired = await self._db(
@@ -342,6 +350,7 @@ class Sender:
                 claimed = await self._claim(now or self._clock(), stats)
                 exhausted = claimed < self.limits.batch_size
                 continue
+            renew_in = await self._renew_claims()
             t = self._monotonic()
             chat_id, ready_at = self._pick(t)
             if chat_id is not None:
@@ -351,10 +360,24 @@ class Sender:
                 if exhausted:
                     return
                 continue
-            await self._wait(None if ready_at == math.inf else ready_at - t)
+            if ready_at == math.inf:
+                await self._wait(None)  # a request ends within request_timeout: renewal waits
+            else:
+                await self._wait(min(ready_at - t, renew_in))
 
-    def _in_flight_ids(self) -> list[int]:
-        return [self._task_ids[task] for task in self._tasks if task in self._task_ids]
+    def _held_ids(self) -> list[int]:
+        """Rows this sender holds: queued, or with a request open."""
+        queued = [item.record.id for queue in self._queues.values() for item in queue]
+        return queued + [self._task_ids[task] for task in self._tasks if task in self._task_ids]
+
+    async def _renew_claims(self) -> float:
+        """Renew the claims held when due (a long wait in a chat's queue, a slow request);
+        return the seconds until the next renewal."""
+        now = self._clock()
+        if self._renew_at is None or now >= self._renew_at:
+            await self._db(ledger.renew_claims, self.owner, self._held_ids(), at=now)
+            self._renew_at = now + _RENEW_EVERY
+        return max((self._renew_at - now).total_seconds(), 0.0)
 
     def _forget_idle_chats(self) -> None:
         """Drop pacing entries that no longer hold anything back (memory stays bounded)."""
@@ -367,7 +390,8 @@ class Sender:
             }
 
     async def _claim(self, cutoff: datetime, stats: SendStats) -> int:
-        records = await self._db(ledger.claim_due, cutoff, self.limits.batch_size)
+        records = await self._db(ledger.claim_due, cutoff, self.limits.batch_size, owner=self.owner)
+        self._renew_at = self._clock() + _RENEW_EVERY  # fresh claims run CLAIM_TTL from now
         stats.claimed += len(records)
         if not records:
             return 0
@@ -551,7 +575,11 @@ class Sender:
                 at=now,
             )
         except (TelegramServerError, TelegramNetworkError) as exc:
-            await self._retry_or_fail(record, f"{type(exc).__name__}: {exc.message}", stats)
+            uncertain = _may_have_been_sent(exc)
+            stats.uncertain += uncertain
+            await self._retry_or_fail(
+                record, f"{type(exc).__name__}: {exc.message}", stats, uncertain=uncertain
+            )
         except TelegramAPIError as exc:  # 404, 409 …: unexpected; retry a few times
             await self._retry_or_fail(record, f"{type(exc).__name__}: {exc.message}", stats)
         except Exception as exc:  # a bug must not leave the row in `sending`
@@ -594,20 +622,25 @@ class Sender:
         delay = self.limits.backoff_base * 2 ** max(attempts - 1, 0)
         return min(delay, self.limits.backoff_max)
 
-    async def _retry_or_fail(self, record: DeliveryRecord, error: str, stats: SendStats) -> None:
+    async def _retry_or_fail(
+        self, record: DeliveryRecord, error: str, stats: SendStats, *, uncertain: bool = False
+    ) -> None:
         attempts = record.attempts + 1
         if attempts >= self.limits.max_attempts:
-            await self._fail(record, f"gave up after {attempts} attempts: {error}", stats)
+            error = f"gave up after {attempts} attempts: {error}"
+            await self._fail(record, error, stats, uncertain=uncertain)
             return
         stats.retried += 1
         now = self._clock()
         due = now + timedelta(seconds=self.backoff(attempts))
-        await self._db(ledger.mark_retry, record.id, error, due, at=now)
+        await self._db(ledger.mark_retry, record.id, error, due, uncertain=uncertain, at=now)
 
-    async def _fail(self, record: DeliveryRecord, error: str, stats: SendStats) -> None:
+    async def _fail(
+        self, record: DeliveryRecord, error: str, stats: SendStats, *, uncertain: bool = False
+    ) -> None:
         stats.failed += 1
         log.warning("Delivery %s (%s) failed: %s", record.id, record.key, error)
-        await self._db(ledger.mark_failed, record.id, error, at=self._clock())
+        await self._db(ledger.mark_failed, record.id, error, uncertain=uncertain, at=self._clock())
 
     async def _unreachable(
         self, record: DeliveryRecord, description: str, stats: SendStats
@@ -664,6 +697,15 @@ async def _first_of(waiters: set[asyncio.Future[Any]], helpers: list[asyncio.Fut
     finally:
         for helper in helpers:
             helper.cancel()
+
+
+def _may_have_been_sent(exc: TelegramAPIError) -> bool:
+    """Whether a failed try may have been delivered: a network error or timeout, unless the
+    connection was never made (aiogram keeps aiohttp's error as the cause). A 5xx is an answer:
+    Telegram says it did not perform the call."""
+    if not isinstance(exc, TelegramNetworkError):
+        return False
+    return not isinstance(exc.__cause__, ClientConnectorError)
 
 
 def unreachable_key(chat_id: int, coordinator_chat_id: int) -> str:

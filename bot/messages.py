@@ -217,7 +217,10 @@ async def _escalation(record: DeliveryRecord, *, nudges: bool) -> RenderResult:
 async def _summary(record: DeliveryRecord, settings: Settings, locale: str) -> RenderResult:
     now = record.due_at  # the summary as of its scheduled time: the same text on a retry
     issues = await ledger.delivery_issues_since(now - WEEK)
-    summary = await load_weekly_summary(now, tz=settings.tz, delivery_issues=issues)
+    duplicates = await ledger.possible_duplicates_since(now - WEEK)
+    summary = await load_weekly_summary(
+        now, tz=settings.tz, delivery_issues=issues, possible_duplicates=duplicates
+    )
     if summary is None:
         return None  # no plan imported yet
     rendered = render_for_telegram(summary, locale)

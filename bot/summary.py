@@ -270,6 +270,9 @@ class WeeklySummary:
     targets: tuple[TargetProgress, ...]  # plan goals first, then task targets in plan order
     changes: Changes = field(default_factory=Changes)
     delivery_issues: tuple[DeliveryIssue, ...] = ()
+    # Messages that may have reached their chat twice this week: a try whose answer was lost
+    # (network error, timeout) may have been delivered before the retry (the delivery ledger).
+    possible_duplicates: int = 0
 
 
 # Computation ----------------------------------------------------------------------------------
@@ -280,6 +283,7 @@ def compute_summary(
     *,
     silent_since: datetime | None = None,
     delivery_issues: Sequence[DeliveryIssueLike] = (),
+    possible_duplicates: int = 0,
     tz: tzinfo | None = None,
 ) -> WeeklySummary:
     """The weekly summary as of `data.now`.
@@ -371,6 +375,7 @@ def compute_summary(
             DeliveryIssue(item.kind, item.recipient, item.task_code, item.reason)
             for item in delivery_issues
         ),
+        possible_duplicates=possible_duplicates,
     )
 
 

@@ -33,6 +33,7 @@ async def load_weekly_summary(
     since: datetime | None = None,
     silent_since: datetime | None = None,
     delivery_issues: Sequence[DeliveryIssueLike] = (),
+    possible_duplicates: int = 0,
     plan_id: int | None = None,
 ) -> WeeklySummary | None:
     """The summary of the latest plan (or `plan_id`) as of `now`; None before any import.
@@ -43,7 +44,13 @@ async def load_weekly_summary(
     with collector_paused():
         # What was read is freed (by reference counting) before the collector resumes.
         return await _load_and_compute(
-            now, since, silent_since, delivery_issues, tz=tz, plan_id=plan_id
+            now,
+            since,
+            silent_since,
+            delivery_issues,
+            possible_duplicates=possible_duplicates,
+            tz=tz,
+            plan_id=plan_id,
         )
 
 
@@ -53,13 +60,20 @@ async def _load_and_compute(
     silent_since: datetime | None,
     delivery_issues: Sequence[DeliveryIssueLike],
     *,
+    possible_duplicates: int,
     tz: tzinfo,
     plan_id: int | None,
 ) -> WeeklySummary | None:
     data = await load_summary_data(now, since or now - WEEK, plan_id=plan_id)
     if data is None:
         return None
-    return compute_summary(data, silent_since=silent_since, delivery_issues=delivery_issues, tz=tz)
+    return compute_summary(
+        data,
+        silent_since=silent_since,
+        delivery_issues=delivery_issues,
+        possible_duplicates=possible_duplicates,
+        tz=tz,
+    )
 
 
 @contextmanager
@@ -94,6 +108,7 @@ async def summary_for_cli(
     chart_path: Path | str | None,
     *,
     delivery_issues: Sequence[DeliveryIssueLike] = (),
+    possible_duplicates: int = 0,
 ) -> str:
     """The summary as plain text in the default locale; writes the chart PNG when asked.
 
@@ -102,7 +117,10 @@ async def summary_for_cli(
     tz = settings.tz
     locale = settings.default_locale
     summary = await load_weekly_summary(
-        summary_moment(date, tz), tz=tz, delivery_issues=delivery_issues
+        summary_moment(date, tz),
+        tz=tz,
+        delivery_issues=delivery_issues,
+        possible_duplicates=possible_duplicates,
     )
     if summary is None:
         with i18n_locale(locale):

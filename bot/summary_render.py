@@ -197,6 +197,13 @@ def _headline(summary: WeeklySummary, style: _Style, locale: str) -> _Section:
             "⚠️ "
             + _("Sends that expired or failed: {count}").format(count=len(summary.delivery_issues))
         )
+    if summary.possible_duplicates:
+        lines.append(
+            "⚠️ "
+            + _("Sends that may have arrived twice: {count}").format(
+                count=summary.possible_duplicates
+            )
+        )
     return _Section(["\n".join(lines)])
 
 
@@ -284,7 +291,7 @@ def _changes(summary: WeeklySummary, style: _Style) -> _Section:
 
 
 def _delivery(summary: WeeklySummary, style: _Style) -> _Section | None:
-    if not summary.delivery_issues:
+    if not summary.delivery_issues and not summary.possible_duplicates:
         return None
     q = style.quote
     blocks = [style.bold("⚠️ " + _("Sends that expired or could not be delivered"))]
@@ -294,6 +301,14 @@ def _delivery(summary: WeeklySummary, style: _Style) -> _Section | None:
             parts.append(q(issue.task_code))
         parts.append(_delivery_reason(issue, q))
         blocks.append("• " + " · ".join(parts))
+    if summary.possible_duplicates:
+        blocks.append(
+            "• "
+            + _(
+                "{count} messages may have arrived twice: Telegram's answer to an earlier try "
+                "was lost, so it was sent again"
+            ).format(count=summary.possible_duplicates)
+        )
     return _Section(blocks)
 
 

@@ -3,7 +3,9 @@ stopped with the dispatcher.
 
 `setup_scheduling(dispatcher, bot, settings)` registers the start-up and shutdown hooks. At start:
 
-1. rows a crash left in `sending` go back to pending (`reset_in_flight`);
+1. rows a crash left in `sending` go back to pending (`reset_in_flight`): under the run lease
+   (`dp["run_lease"]`, set by `duban run`) every other owner's, since no other sender can be
+   alive; without it only expired claims, so a live sender's rows are never touched;
 2. pending rows older than the staleness window are marked expired (listed in the next summary);
 3. the sender's loop starts and sends at once whatever fell due while the bot was down;
 4. the scheduler starts with the planning job (now, then daily at 00:05 local), a wake-up job at
@@ -106,6 +108,7 @@ async def _start(
                 return int(stored)
         return settings.coordinator_chat_id
 
+    lease = dispatcher.workflow_data.get("run_lease")
     sender = Sender(
         bot,
         render or _unrendered,
@@ -114,6 +117,7 @@ async def _start(
         clock=clock,
         sleep=sleep,
         on_idle=lambda at: schedule_wake(scheduler, runtime_id, at),
+        owner=lease.owner if lease is not None else runtime_id,
     )
     runtime = Runtime(
         id=runtime_id,
@@ -130,7 +134,9 @@ async def _start(
     dispatcher["sender"] = sender
 
     now = sender.clock()
-    reset = await ledger.reset_in_flight(at=now)
+    reset = await ledger.reset_in_flight(
+        at=now, lease_owner=sender.owner if lease is not None else None
+    )
     expired = await ledger.mark_expired_older_than(now - limits.staleness, at=now)
     if reset or expired:
         log.info("Ledger at start: %d sends back from in flight, %d expired", reset, len(expired))

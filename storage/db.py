@@ -18,6 +18,7 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from bot.settings import DEFAULT_DATABASE_URL
+from storage.lease import migration_lock
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,13 @@ async def init_db(database_url: str) -> None:
     """
     config = tortoise_config(database_url)
     _create_sqlite_folder(config)
+    # Every process that opens the database, the CLI too, migrates under one lock: two of them
+    # starting at once must not both apply a migration (storage.lease).
+    async with migration_lock(database_url):
+        await _init_and_migrate(config)
+
+
+async def _init_and_migrate(config: dict[str, Any]) -> None:
     # Tortoise caches each model's INSERT/DELETE SQL in a module-level dict keyed by connection
     # name and table, not by dialect: after a re-init on the other dialect under the same name
     # (the test suite runs SQLite, then PostgreSQL) it would send "?" placeholders to PostgreSQL.

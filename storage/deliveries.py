@@ -7,13 +7,19 @@ Plain dataclasses out, nothing of aiogram. The sender (bot.delivery) is the only
        ^                      |----mark_retry---> pending (next_attempt_at later)
        |                      |----mark_failed--> failed
        |                      '----mark_cancelled> cancelled
-       '--reset_in_flight (start-up)
+       '--reset_in_flight (an expired claim, or a dead owner's)
     pending --mark_expired_older_than--> expired
 
 Every transition is a conditional UPDATE on the row's current status, so two senders (or a sender
-and a restarted one) can never both own a row. A crash between Telegram accepting a message and
-`mark_sent` leaves the row in `sending`; `reset_in_flight` at the next start sends it again. That
-is the only way a key goes out twice, and it is bounded by the sender's in-flight window.
+and a restarted one) can never both own a row. A claim carries its owner (`claimed_by`, the
+sender's instance id) and an expiry (`claim_expires_at`) that the owner renews while it holds the
+row; `reset_in_flight` takes back only expired claims, or, for a caller holding the run lease
+(storage.lease), every claim but its own: no other sender can be alive.
+
+A key goes out twice in two ways only: a crash between Telegram accepting a message and
+`mark_sent` (the row is taken back and sent again; bounded by the sender's in-flight window), and
+a try that ended in a network error or timeout after the request went out (Telegram may have
+delivered it; the row counts it in `uncertain_attempts`, see `possible_duplicates_since`).
 
 `Model.update()` does not touch `auto_now` fields, so every transition sets `updated_at` itself.
 """
@@ -23,10 +29,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -57,12 +63,18 @@ __all__ = [
     "mark_retry",
     "mark_sent",
     "next_due_at",
+    "possible_duplicates_since",
     "release_claimed",
+    "renew_claims",
     "reset_in_flight",
     "retarget",
 ]
 
 MAX_KEY_LENGTH = 255
+# How long a claim holds a row without renewal. The sender renews its claims every
+# CLAIM_TTL / 4, so only a dead (or frozen) sender's claims run out. Far longer than one try
+# (a request times out after 30 s).
+CLAIM_TTL = timedelta(minutes=10)
 _ENQUEUE_BATCH = 500
 
 
@@ -102,6 +114,9 @@ class DeliveryRecord:
     payload: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    claimed_by: str | None = None
+    claim_expires_at: datetime | None = None
+    uncertain_attempts: int = 0  # tries whose outcome is unknown (maybe delivered)
 
     @property
     def is_group(self) -> bool:
@@ -144,6 +159,9 @@ def _record(row: Delivery) -> DeliveryRecord:
         payload=dict(row.payload or {}),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        claimed_by=row.claimed_by,
+        claim_expires_at=row.claim_expires_at,
+        uncertain_attempts=row.uncertain_attempts,
     )
 
 
@@ -204,11 +222,14 @@ async def enqueue(rows: Iterable[NewDelivery]) -> int:
     return inserted
 
 
-async def claim_due(now: datetime, limit: int) -> list[DeliveryRecord]:
+async def claim_due(
+    now: datetime, limit: int, *, owner: str | None = None, ttl: timedelta = CLAIM_TTL
+) -> list[DeliveryRecord]:
     """Move up to `limit` pending rows due by `now` to `sending` and return them, oldest first.
 
     The UPDATE is conditional on the row still being pending and stamps a fresh claim token;
     only rows carrying this call's token are returned, so two concurrent claimers never share one.
+    The claim names `owner` and runs out at `now + ttl` unless `renew_claims` extends it.
     """
     _check_aware(now, "now")
     if limit <= 0:
@@ -223,7 +244,11 @@ async def claim_due(now: datetime, limit: int) -> list[DeliveryRecord]:
         return []
     token = secrets.token_hex(16)
     claimed = await Delivery.filter(id__in=list(candidates), status=DeliveryStatus.PENDING).update(
-        status=DeliveryStatus.SENDING, claim_token=token, updated_at=now
+        status=DeliveryStatus.SENDING,
+        claim_token=token,
+        claimed_by=owner,
+        claim_expires_at=now + ttl,
+        updated_at=now,
     )
     if not claimed:
         return []
@@ -241,6 +266,8 @@ async def mark_sent(delivery_id: int, message_id: int | None, at: datetime) -> b
         sent_at=at,
         attempts=F("attempts") + 1,
         claim_token=None,
+        claimed_by=None,
+        claim_expires_at=None,
         updated_at=at,
     )
     return bool(updated)
@@ -266,11 +293,13 @@ async def mark_retry(
     next_attempt_at: datetime,
     *,
     count_attempt: bool = True,
+    uncertain: bool = False,
     at: datetime | None = None,
 ) -> bool:
     """Back to pending, to be tried again at `next_attempt_at`.
 
     `count_attempt=False` for a 429: waiting out Telegram's flood control is not a failed try.
+    `uncertain=True` when the try may have been delivered (the answer was lost).
     """
     _check_aware(next_attempt_at, "next_attempt_at")
     values: dict[str, Any] = {
@@ -278,23 +307,35 @@ async def mark_retry(
         "next_attempt_at": next_attempt_at,
         "last_error": redact(error),
         "claim_token": None,
+        "claimed_by": None,
+        "claim_expires_at": None,
         "updated_at": at or _utcnow(),
     }
     if count_attempt:
         values["attempts"] = F("attempts") + 1
+    if uncertain:
+        values["uncertain_attempts"] = F("uncertain_attempts") + 1
     updated = await Delivery.filter(id=delivery_id, status=DeliveryStatus.SENDING).update(**values)
     return bool(updated)
 
 
-async def mark_failed(delivery_id: int, error: str, *, at: datetime | None = None) -> bool:
-    """Give up on a row (unreachable chat, rejected message, out of attempts)."""
-    updated = await Delivery.filter(id=delivery_id, status=DeliveryStatus.SENDING).update(
-        status=DeliveryStatus.FAILED,
-        last_error=redact(error),
-        attempts=F("attempts") + 1,
-        claim_token=None,
-        updated_at=at or _utcnow(),
-    )
+async def mark_failed(
+    delivery_id: int, error: str, *, uncertain: bool = False, at: datetime | None = None
+) -> bool:
+    """Give up on a row (unreachable chat, rejected message, out of attempts); `uncertain` as in
+    `mark_retry`, for a last try that may have been delivered."""
+    values: dict[str, Any] = {
+        "status": DeliveryStatus.FAILED,
+        "last_error": redact(error),
+        "attempts": F("attempts") + 1,
+        "claim_token": None,
+        "claimed_by": None,
+        "claim_expires_at": None,
+        "updated_at": at or _utcnow(),
+    }
+    if uncertain:
+        values["uncertain_attempts"] = F("uncertain_attempts") + 1
+    updated = await Delivery.filter(id=delivery_id, status=DeliveryStatus.SENDING).update(**values)
     return bool(updated)
 
 
@@ -306,6 +347,8 @@ async def mark_cancelled(delivery_id: int, reason: str, *, at: datetime | None =
         status=DeliveryStatus.CANCELLED,
         last_error=redact(reason),
         claim_token=None,
+        claimed_by=None,
+        claim_expires_at=None,
         updated_at=at or _utcnow(),
     )
     return bool(updated)
@@ -319,6 +362,8 @@ async def retarget(delivery_id: int, chat_id: int, *, at: datetime | None = None
         status=DeliveryStatus.PENDING,
         next_attempt_at=now,
         claim_token=None,
+        claimed_by=None,
+        claim_expires_at=None,
         updated_at=now,
     )
     return bool(updated)
@@ -354,30 +399,55 @@ async def release_claimed(ids: Sequence[int], *, at: datetime | None = None) -> 
     if not ids:
         return 0
     return await Delivery.filter(id__in=list(ids), status=DeliveryStatus.SENDING).update(
-        status=DeliveryStatus.PENDING, claim_token=None, updated_at=at or _utcnow()
+        status=DeliveryStatus.PENDING,
+        claim_token=None,
+        claimed_by=None,
+        claim_expires_at=None,
+        updated_at=at or _utcnow(),
     )
+
+
+async def renew_claims(
+    owner: str, ids: Sequence[int], *, at: datetime, ttl: timedelta = CLAIM_TTL
+) -> int:
+    """Extend `owner`'s claims on `ids` to `at + ttl` (rows it still holds); return how many."""
+    if not ids:
+        return 0
+    return await Delivery.filter(
+        id__in=list(ids), status=DeliveryStatus.SENDING, claimed_by=owner
+    ).update(claim_expires_at=at + ttl)
 
 
 async def reset_in_flight(
     *,
     at: datetime | None = None,
-    claimed_before: datetime | None = None,
     keep: Sequence[int] = (),
+    lease_owner: str | None = None,
 ) -> int:
-    """Rows left in `sending` go back to pending, due at once; return how many.
+    """Rows in `sending` whose holder is gone go back to pending, due at once; return how many.
 
-    At start-up, with no arguments: everything a crash left in flight. Some of it may have reached
-    Telegram before the crash: these are the only duplicates the ledger allows, as many as the
-    sender had requests open. While running, `claimed_before` and `keep` sweep up only rows
-    claimed long ago that the sender no longer holds (an outcome it could not record).
+    Taken back: claims that expired by `at` (their owner stopped renewing them: it died, or lost
+    the outcome), and claims without an expiry (made before claims had one). A caller that holds
+    the run lease passes its owner id as `lease_owner`: then every claim of another owner is
+    taken back, expired or not, since no other sender can be alive. `keep`: rows the caller
+    holds itself. Some rows taken back may have reached Telegram before their owner died: the
+    crash window of the sender (at most its requests in flight).
     """
     now = at or _utcnow()
     query = Delivery.filter(status=DeliveryStatus.SENDING)
-    if claimed_before is not None:
-        query = query.filter(updated_at__lt=claimed_before)
+    if lease_owner is not None:
+        query = query.filter(Q(claimed_by__isnull=True) | ~Q(claimed_by=lease_owner))
+    else:
+        query = query.filter(Q(claim_expires_at__isnull=True) | Q(claim_expires_at__lte=now))
     if keep:
         query = query.exclude(id__in=list(keep))
-    return await query.update(status=DeliveryStatus.PENDING, claim_token=None, updated_at=now)
+    return await query.update(
+        status=DeliveryStatus.PENDING,
+        claim_token=None,
+        claimed_by=None,
+        claim_expires_at=None,
+        updated_at=now,
+    )
 
 
 async def next_due_at() -> datetime | None:
@@ -398,6 +468,22 @@ async def expired_or_failed_since(since: datetime) -> list[DeliveryRecord]:
         status__in=(DeliveryStatus.EXPIRED, DeliveryStatus.FAILED), updated_at__gte=since
     ).order_by("due_at", "id")
     return [_record(row) for row in rows]
+
+
+async def possible_duplicates_since(since: datetime) -> int:
+    """How many messages may have reached their chat twice, among rows settled since `since`.
+
+    A try that ended in a network error or timeout after the request went out may have been
+    delivered (`uncertain_attempts`). A sent row may thus have that many extra copies; a row
+    that never got a confirmed send (failed, cancelled, expired) at most one fewer.
+    """
+    _check_aware(since, "since")
+    rows = await Delivery.filter(uncertain_attempts__gt=0, updated_at__gte=since).values_list(
+        "status", "uncertain_attempts"
+    )
+    return sum(
+        count if status == DeliveryStatus.SENT else max(count - 1, 0) for status, count in rows
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -353,7 +353,8 @@ class Delivery(Model):
     """One scheduled outgoing message: the outbox the sender works through (storage.deliveries).
 
     `key` is the idempotency key: planning the same send twice never makes a second row, and a
-    row is sent at most once except when a crash hits between Telegram's answer and `mark_sent`.
+    row is sent at most once except when a crash hits between Telegram's answer and `mark_sent`,
+    or when Telegram performed a try whose answer was lost (counted in `uncertain_attempts`).
     `payload` stays small: the locale and ids the renderer needs.
     """
 
@@ -378,6 +379,14 @@ class Delivery(Model):
     attempts = fields.IntField(default=0)  # tries that Telegram answered or that failed (not 429)
     next_attempt_at = fields.DatetimeField()  # due_at at first, later after a retry's backoff
     claim_token = fields.CharField(max_length=32, null=True)  # which claim moved it to sending
+    # Who holds a `sending` row (the sender's instance id) and until when; the holder renews it.
+    # Start-up takes back only expired claims, or all others' under the run lease (their owner
+    # is dead: storage.lease).
+    claimed_by = fields.CharField(max_length=32, null=True)
+    claim_expires_at = fields.DatetimeField(null=True)
+    # Tries that ended in a network error or timeout after the request went out: Telegram may
+    # have delivered the message anyway, so a later successful try may be a duplicate.
+    uncertain_attempts = fields.IntField(default=0)
     last_error = fields.TextField(null=True)
     message_id = fields.BigIntField(null=True)  # Telegram's id of its (first) message once sent
     parts_sent = fields.IntField(default=0)  # a long send (summary) goes out as several messages

@@ -38,9 +38,9 @@ from tests.emulator_fixtures import bot_fixture, close_bot, make_bot, tg_fixture
 SQLITE = pytest.mark.parametrize("database_factory", ["sqlite"], indirect=True)
 ROOT = Path(__file__).resolve().parent.parent
 
-# The bot process of the crash test: the production start-up (setup_scheduling: reset in-flight
-# rows, expire stale ones, start the sender) against the emulator; exits once the ledger holds
-# nothing pending or in flight.
+# The bot process of the crash test: the production start-up (the run lease as `duban run` takes
+# it; setup_scheduling: take back a dead process's in-flight rows, expire stale ones, start the
+# sender) against the emulator; exits once the ledger holds nothing pending or in flight.
 _BOT_PROCESS = """
 import asyncio, sys
 from aiogram import Bot, Dispatcher
@@ -53,9 +53,11 @@ from jobs import setup_scheduling
 from storage import deliveries as ledger
 from storage.db import close_db, init_db
 from storage.deliveries import DeliveryStatus
+from storage.lease import acquire_run_lease
 from tests.delivery_support import render_text
 
 async def main(url, api, token, rate, in_flight):
+    lease = await acquire_run_lease(url)
     await init_db(url)
     settings = Settings(
         _env_file=None, timezone="Asia/Shanghai", bot_token=token, telegram_api_url=api,
@@ -64,7 +66,7 @@ async def main(url, api, token, rate, in_flight):
     )
     session = AiohttpSession(api=TelegramAPIServer.from_base(api), timeout=10)
     bot = Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
-    dp = Dispatcher()
+    dp = Dispatcher(run_lease=lease)
     setup_scheduling(dp, bot, settings, render=render_text, planner=lambda start, end: [])
     await dp.emit_startup(bot=bot)
     print("started", flush=True)
@@ -76,6 +78,7 @@ async def main(url, api, token, rate, in_flight):
     await dp.emit_shutdown(bot=bot)
     await bot.session.close()
     await close_db()
+    await lease.release()
     print("done", flush=True)
 
 asyncio.run(main(*sys.argv[1:]))

@@ -352,15 +352,19 @@ async def test_graceful_stop_releases_claimed_rows(db, tg, bot, clock) -> None:
         await task
 
 
-async def test_rows_stuck_in_flight_long_ago_are_swept_up(db, tg, bot, clock) -> None:
+async def test_expired_claims_are_swept_up_live_claims_are_not(db, tg, bot, clock) -> None:
     chats = people(tg, 2)
     await ledger.enqueue(rows(chats))
-    # Claimed by a sender that could not record the outcome: one long ago, one just now.
+    # Claimed by another sender: one claim ran out (its owner stopped renewing it), one is live.
     await Delivery.filter(chat_id=chats[0]).update(
-        status=DeliveryStatus.SENDING, updated_at=T0 - timedelta(minutes=20)
+        status=DeliveryStatus.SENDING,
+        claimed_by="gone",
+        claim_expires_at=T0 - timedelta(minutes=1),
     )
     await Delivery.filter(chat_id=chats[1]).update(
-        status=DeliveryStatus.SENDING, updated_at=T0 - timedelta(minutes=1)
+        status=DeliveryStatus.SENDING,
+        claimed_by="alive",
+        claim_expires_at=T0 + timedelta(minutes=9),
     )
     stats = await make_sender(bot, clock).run_once()
     assert stats.sent == 1

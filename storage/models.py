@@ -255,9 +255,12 @@ class Report(Model):
 
 
 class ReportPart(Model):
-    """One Telegram message a report's text came from (a report sent in several messages has
-    several parts, in order). Editing that message updates this part; the report's text is the
-    parts joined (bot.reports.compose_text). Unique (chat_id, message_id) like Report."""
+    """One Telegram message a report's text came from.
+
+    A report sent in several messages has several parts, in order. Editing that message updates
+    this part; the report's text is the parts joined (bot.reports.compose_text). Unique
+    (chat_id, message_id) like Report.
+    """
 
     id = fields.IntField(primary_key=True)
     report: fields.ForeignKeyRelation[Report] = fields.ForeignKeyField(

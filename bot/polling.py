@@ -100,8 +100,7 @@ class Poller:
                     updates = fetch.result()
                 except AiogramError as exc:
                     log.error("Failed to fetch updates - %s: %s", type(exc).__name__, exc)
-                    await _sleep_or_stop(backoff.next_delay, stopping)
-                    backoff.next()
+                    await _sleep_or_stop(next(backoff), stopping)
                     continue
                 backoff.reset()
                 self._confirm_below(offset)

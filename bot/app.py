@@ -33,17 +33,16 @@ from aiogram.exceptions import (
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage, SimpleEventIsolation
 from aiogram.types import (
-    BotCommand,
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
     BotCommandScopeChat,
 )
 from aiogram.utils.i18n import I18n
 
-from bot.commands import commands_for
+from bot.commands import COORDINATION_MENU, command_menu
 from bot.i18n import build_i18n
 from bot.messages import make_renderer
-from bot.onboarding import remember_bot_username
+from bot.onboarding import coordination_chat_id, remember_bot_username
 from bot.people import Access
 from bot.polling import Poller
 from bot.redaction import redact, register_secret
@@ -144,6 +143,7 @@ async def set_command_menus(
     """Localized menus per language and scope: private chats, groups, and each coordinator
     (ADMIN_IDS and the `granted` ones)."""
     coordinators = dict.fromkeys([*settings.admin_ids, *granted])
+    group = await coordination_chat_id(settings)
     scopes = [
         (BotCommandScopeAllPrivateChats(), Access.LIAISON, False),
         (BotCommandScopeAllGroupChats(), Access.LIAISON, True),
@@ -152,13 +152,16 @@ async def set_command_menus(
             for coordinator in coordinators
         ),
     ]
+    if group is not None:
+        # Its members see lookups and the summary, which other groups refuse (COORDINATION_MENU).
+        scopes.append((BotCommandScopeChat(chat_id=group), COORDINATION_MENU, True))
     for scope, access, in_group in scopes:
+        coordination_group = scope.type == "chat" and in_group
         for language in (None, *SUPPORTED_LOCALES):
             with i18n.context(), i18n.use_locale(language or settings.default_locale):
-                menu = [
-                    BotCommand(command=spec.name, description=str(spec.description))
-                    for spec in commands_for(access, in_group=in_group)
-                ]
+                menu = command_menu(
+                    access, in_group=in_group, coordination_group=coordination_group
+                )
             try:
                 await bot.set_my_commands(menu, scope=scope, language_code=language)
             except TelegramBadRequest as exc:

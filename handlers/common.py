@@ -9,8 +9,9 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.commands import commands_for
+from bot.onboarding import coordination_chat_id
 from bot.people import Access, Actor
-from bot.settings import SUPPORTED_LOCALES
+from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers.render import quote
 from storage.people import set_locale
 
@@ -37,11 +38,13 @@ def replied_person_message(message: Message) -> Message | None:
     return replied
 
 
-def help_text(actor: Actor, *, in_group: bool) -> str:
+def help_text(actor: Actor, *, in_group: bool, coordination_group: bool = False) -> str:
     lines = [_("<b>Duban (督办)</b> keeps the plan's tasks moving. Commands for you:"), ""]
     lines += [
         f"/{spec.name} — {spec.description}"
-        for spec in commands_for(actor.access, in_group=in_group)
+        for spec in commands_for(
+            actor.access, in_group=in_group, coordination_group=coordination_group
+        )
     ]
     if actor.access is Access.GUEST:
         lines += ["", _("Ask a coordinator for an invitation to join your department.")]
@@ -57,17 +60,24 @@ def _or_guest(actor: Actor | None, message: Message) -> Actor:
     return Actor(user_id=sender.id, full_name=sender.full_name or "", access=Access.GUEST)
 
 
-async def start(message: Message, actor: Actor | None = None) -> None:
+async def _help_here(message: Message, actor: Actor, settings: Settings) -> str:
+    """The commands `actor` may use in this chat (a group other than the coordination group
+    lists no lookups: they are refused there)."""
+    if message.chat.type == "private":
+        return help_text(actor, in_group=False)
+    coordination = message.chat.id == await coordination_chat_id(settings)
+    return help_text(actor, in_group=True, coordination_group=coordination)
+
+
+async def start(message: Message, settings: Settings, actor: Actor | None = None) -> None:
     actor = _or_guest(actor, message)
     greeting = _("Hello, {name}!").format(name=quote(actor.full_name))
-    await message.answer(
-        greeting + "\n\n" + help_text(actor, in_group=message.chat.type != "private")
-    )
+    await message.answer(greeting + "\n\n" + await _help_here(message, actor, settings))
 
 
-async def show_help(message: Message, actor: Actor | None = None) -> None:
+async def show_help(message: Message, settings: Settings, actor: Actor | None = None) -> None:
     actor = _or_guest(actor, message)
-    await message.answer(help_text(actor, in_group=message.chat.type != "private"))
+    await message.answer(await _help_here(message, actor, settings))
 
 
 async def whoami(message: Message, actor: Actor | None = None) -> None:

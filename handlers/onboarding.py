@@ -27,13 +27,13 @@ from datetime import datetime
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import BotCommand, BotCommandScopeChat, Message
+from aiogram.types import BotCommandScopeChat, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
 from bot import onboarding
-from bot.commands import commands_for
+from bot.commands import COORDINATION_MENU, command_menu
 from bot.i18n import pick_locale
 from bot.onboarding import (
     GrantOutcome,
@@ -180,24 +180,34 @@ async def notify(
 
 async def set_coordinator_menu(bot: Bot, i18n: I18n, settings: Settings, user_id: int) -> None:
     """The coordinator's command menu in their private chat, in every language."""
+    await _set_chat_menu(bot, i18n, settings, user_id, Access.COORDINATOR, in_group=False)
+
+
+async def set_coordination_group_menu(
+    bot: Bot, i18n: I18n, settings: Settings, chat_id: int
+) -> None:
+    """The coordination group's menu: the lookups and the summary other groups do not offer."""
+    await _set_chat_menu(bot, i18n, settings, chat_id, COORDINATION_MENU, in_group=True)
+
+
+async def _set_chat_menu(
+    bot: Bot, i18n: I18n, settings: Settings, chat_id: int, access: Access, *, in_group: bool
+) -> None:
     with suppress(TelegramForbiddenError, TelegramBadRequest):
         for language in (None, *SUPPORTED_LOCALES):
             with i18n.use_locale(language or settings.default_locale):
-                menu = [
-                    BotCommand(command=spec.name, description=str(spec.description))
-                    for spec in commands_for(Access.COORDINATOR)
-                ]
+                menu = command_menu(access, in_group=in_group, coordination_group=in_group)
             await bot.set_my_commands(
-                menu, scope=BotCommandScopeChat(chat_id=user_id), language_code=language
+                menu, scope=BotCommandScopeChat(chat_id=chat_id), language_code=language
             )
 
 
-async def clear_personal_menu(bot: Bot, user_id: int) -> None:
-    """Back to the menu every private chat has."""
+async def clear_chat_menu(bot: Bot, chat_id: int) -> None:
+    """Back to the menu every private chat (or every group) has."""
     with suppress(TelegramForbiddenError, TelegramBadRequest):
         for language in (None, *SUPPORTED_LOCALES):
             await bot.delete_my_commands(
-                scope=BotCommandScopeChat(chat_id=user_id), language_code=language
+                scope=BotCommandScopeChat(chat_id=chat_id), language_code=language
             )
 
 
@@ -539,7 +549,7 @@ async def revoke(
     await message.answer("\n".join(lines))
     if result.outcome is not RevokeOutcome.REVOKED:
         return
-    await clear_personal_menu(bot, target.user_id)
+    await clear_chat_menu(bot, target.user_id)
     if not result.self_revoked:
         await notify(
             bot,
@@ -617,7 +627,9 @@ async def unbind(
 # /bindgroup and group migration -----------------------------------------------------------------
 
 
-async def bind_group(message: Message, settings: Settings, actor: Actor | None = None) -> None:
+async def bind_group(
+    message: Message, bot: Bot, i18n: I18n, settings: Settings, actor: Actor | None = None
+) -> None:
     if await _refuse_unless_coordinator(message, actor):
         return
     if message.chat.type not in GROUP_TYPES:
@@ -634,6 +646,9 @@ async def bind_group(message: Message, settings: Settings, actor: Actor | None =
     if binding.already:
         await message.answer(_("This group already is the coordination group."))
         return
+    await set_coordination_group_menu(bot, i18n, settings, message.chat.id)
+    if binding.previous_id is not None:
+        await clear_chat_menu(bot, binding.previous_id)
     lines = [
         _(
             "This group is now the coordination group: summaries and escalations "
@@ -650,12 +665,13 @@ async def bind_group(message: Message, settings: Settings, actor: Actor | None =
     await message.answer("\n".join(lines))
 
 
-async def follow_migration(message: Message, settings: Settings) -> None:
+async def follow_migration(message: Message, bot: Bot, i18n: I18n, settings: Settings) -> None:
     """A group became a supergroup (new chat id): the coordination group follows it."""
     if message.migrate_to_chat_id is not None and await onboarding.follow_group_migration(
         message.chat.id, message.migrate_to_chat_id, settings
     ):
         log.info("Coordination group %s moved to %s", message.chat.id, message.migrate_to_chat_id)
+        await set_coordination_group_menu(bot, i18n, settings, message.migrate_to_chat_id)
 
 
 def build_router() -> Router:

@@ -188,3 +188,30 @@ async def test_lookups_stay_out_of_groups_other_than_the_coordination_group(
     assert "李四" in card.text and "征迁受阻" in card.text
     private = await ask(tg, liaison, "/task 2.1.3")
     assert "征迁受阻" in private.text
+
+
+async def test_only_the_coordination_group_is_offered_lookups(running: TelegramEmulator):
+    """Menus and /help offer in a group only what that group answers: the lookups and the
+    summary appear in the coordination group's menu (set by /bindgroup, moved by a rebind) and
+    its /help, never in the menu every group has or in another group's /help."""
+    tg = running
+    coordinator, liaison = people(tg, "zh")
+    lounge = tg.add_group("城建交流群", members=[coordinator, liaison])
+    office = tg.add_group("工作专班群", members=[coordinator, liaison])
+    lookups = {"tasks", "task", "dept", "overdue", "summary"}
+
+    def menu(scope: str) -> set[str]:
+        return {command["command"] for command in tg.commands.get((scope, "zh"), [])}
+
+    await tg.wait_until(lambda: menu("all_group_chats"))
+    assert not menu("all_group_chats") & lookups
+    await ask(tg, coordinator, "/bindgroup@duban_bot", chat=office)
+    await tg.wait_until(lambda: menu(f"chat:{office.id}"))
+    assert menu(f"chat:{office.id}") >= lookups
+
+    assert "/tasks" not in (await ask(tg, liaison, "/help", chat=lounge)).text
+    assert "/tasks" in (await ask(tg, liaison, "/help", chat=office)).text
+
+    await ask(tg, coordinator, "/bindgroup@duban_bot", chat=lounge)
+    await tg.wait_until(lambda: not menu(f"chat:{office.id}"))
+    assert menu(f"chat:{lounge.id}") >= lookups

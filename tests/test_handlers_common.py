@@ -88,3 +88,16 @@ async def test_forged_callback_data_is_answered(dispatcher, bot):
     await dispatcher.feed_update(bot, callback_update(user(), "zz:garbage"))
     request = bot.get_request()
     assert isinstance(request, AnswerCallbackQuery)
+
+
+def test_groups_other_than_the_coordination_group_list_no_lookups():
+    from bot.commands import commands_for
+    from bot.people import Access
+
+    def names(**where) -> set[str]:
+        return {spec.name for spec in commands_for(Access.OBSERVER, **where)}
+
+    lookups = {"tasks", "task", "dept", "overdue", "summary"}
+    assert names() >= lookups
+    assert not names(in_group=True) & lookups
+    assert names(in_group=True, coordination_group=True) >= lookups

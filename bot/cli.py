@@ -108,7 +108,7 @@ def cmd_department_merge(args: argparse.Namespace, settings: Callable[[], Settin
 
 def cmd_plan_show(args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
     from bot import plan_report
-    from storage.plans import tasks_by_department
+    from storage.plan_queries import tasks_by_department
 
     groups = _run_with_db(settings(), tasks_by_department(args.department))
     if args.department and not groups:
@@ -118,7 +118,7 @@ def cmd_plan_show(args: argparse.Namespace, settings: Callable[[], Settings]) ->
 
 def cmd_departments(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
     from bot import plan_report
-    from storage.plans import department_task_counts
+    from storage.plan_queries import department_task_counts
 
     print(plan_report.render_department_counts(_run_with_db(settings(), department_task_counts())))
 

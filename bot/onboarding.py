@@ -43,7 +43,7 @@ from storage.onboarding import (
     UnbindOutcome,
     UnbindResult,
 )
-from storage.plans import DepartmentTask, tasks_by_department
+from storage.plan_queries import DepartmentTask, tasks_by_department
 
 # The result types come from storage.onboarding; handlers and the CLI import them from here.
 __all__ = [

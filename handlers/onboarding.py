@@ -49,7 +49,7 @@ from bot.plan_model import Role
 from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers.common import replied_person_message
 from handlers.render import quote, split_message
-from storage.plans import DepartmentTask
+from storage.plan_queries import DepartmentTask
 
 log = logging.getLogger(__name__)
 

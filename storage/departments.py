@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tortoise.transactions import in_transaction
 
 from storage.models import Assignment, Delivery, Department, InviteToken, Liaison, Report
-from storage.plans import find_department
+from storage.plan_queries import find_department
 
 
 class DepartmentError(Exception):

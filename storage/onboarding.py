@@ -34,7 +34,7 @@ from storage.models import (
     Liaison,
     Report,
 )
-from storage.plans import find_department
+from storage.plan_queries import find_department
 
 BOT_USERNAME_KEY = "bot_username"
 COORDINATION_CHAT_KEY = "coordination_chat_id"
@@ -136,7 +136,7 @@ class UnbindResult:
 
 
 async def find_department_ref(name_or_alias: str) -> DepartmentRef | None:
-    """The department with this exact name or alias (storage.plans.find_department)."""
+    """The department with this exact name or alias (storage.plan_queries.find_department)."""
     department = await find_department(name_or_alias)
     return DepartmentRef(department.id, department.name) if department else None
 

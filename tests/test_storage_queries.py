@@ -13,15 +13,15 @@ from tortoise.exceptions import IntegrityError
 from bot.plan_model import DepartmentKind, ParsedPlan, Role
 from storage.enums import LiaisonRole, ReportStatus
 from storage.models import Department, Liaison, Plan, Report, Target, Task
-from storage.plans import (
+from storage.plan_queries import (
     DepartmentCount,
     DepartmentTask,
     department_task_counts,
     find_department,
     get_plan_summary,
-    import_plan,
     tasks_by_department,
 )
+from storage.plans import import_plan
 from storage.reports import get_report_task, task_for_department
 from tests.conftest import lead, support
 

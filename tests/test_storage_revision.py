@@ -35,7 +35,8 @@ from storage.models import (
     Target,
     Task,
 )
-from storage.plans import ConfirmationNeeded, get_plan_summary, import_plan, tasks_by_department
+from storage.plan_queries import get_plan_summary, tasks_by_department
+from storage.plans import ConfirmationNeeded, import_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL = (ROOT / "examples" / "changxing-2023-65.txt").read_text(encoding="utf-8")

@@ -7,9 +7,10 @@ one statement here the ORM cannot express (`_LATEST_SQL`; tests/test_summary_sql
 table and column names against the models). Plain values out; the traffic lights, pace and
 changes are computed in `bot.summary`.
 
-The "latest" report of a (task, department) is the one with the highest id among those that
-were not withdrawn (`LATEST_RULE`): ids grow with time and an edit changes a report in place.
-Reports made after `now` are ignored, so a summary for a past date reads as it would have then.
+The "latest" report of a (task, department) is defined once, by `storage.lookup.latest_reports`
+(the highest id among those not withdrawn); `_LATEST_SQL` reads the same, and a test checks that
+the two agree. Reports made after `now` are ignored, so a summary for a past date reads as it
+would have then.
 """
 
 from __future__ import annotations
@@ -192,8 +193,6 @@ def _counted(plan_id: int, now: datetime) -> QuerySet[Report]:
 
 _REPORT_FIELDS = ("id", "task_id", "department_id", "liaison_id", "status", "created_at")
 
-LATEST_RULE = "the highest id among a unit's reports that are not withdrawn"
-
 # The one statement the ORM cannot express: the latest report of each (task, department) and
 # the latest made before `since`, in one grouped pass (the newest ids per group, then those
 # reports; one row when both are the same report). `{since}`, `{plan}`, `{now}` are the
@@ -239,7 +238,7 @@ async def _assignments(plan_id: int) -> tuple[AssignmentRow, ...]:
         )
     }
     departments = {
-        row["id"]: (row["name"], DepartmentKind(row["kind"]))
+        row["id"]: (row["name"], row["kind"])  # the ORM gives the enum members
         for row in await Department.all().values("id", "name", "kind")
     }
     units = await (
@@ -254,7 +253,7 @@ async def _assignments(plan_id: int) -> tuple[AssignmentRow, ...]:
             *tasks[unit["task_id"]],
             unit["department_id"],
             *departments[unit["department_id"]],
-            Role(unit["role"]),
+            unit["role"],
         )
         for unit in units
         if unit["task_id"] in tasks and unit["department_id"] in departments
@@ -283,7 +282,7 @@ async def _targets(plan_id: int, assignments: tuple[AssignmentRow, ...]) -> tupl
                     metric=row["metric"],
                     value=row["value"],
                     unit=row["unit"],
-                    comparator=Comparator(row["comparator"]),
+                    comparator=row["comparator"],
                     deadline=row["deadline"],
                     baseline=row["baseline"],
                 )
@@ -293,6 +292,11 @@ async def _targets(plan_id: int, assignments: tuple[AssignmentRow, ...]) -> tupl
             key=lambda target: -1 if target.task_id is None else task_order[target.task_id],
         )
     )
+
+
+# A report's status from its stored text (`_LATEST_SQL`) or its enum member (the ORM): one
+# dictionary lookup, rather than an enum call per row.
+_STATUSES: dict[str, ReportStatus] = {status.value: status for status in ReportStatus}
 
 
 class _ReportRows:
@@ -315,7 +319,7 @@ class _ReportRows:
             department_id=record["department_id"],
             liaison_id=record["liaison_id"],
             liaison_name=record["liaison_name"] or "",
-            status=ReportStatus(record["status"]),
+            status=_STATUSES[record["status"]],
             created_at=self.aware(record["created_at"]),
         )
         return report
@@ -323,7 +327,10 @@ class _ReportRows:
     def aware(self, value: datetime | str) -> datetime:
         """What Tortoise's DatetimeField gives (use_tz): aware, in its default timezone."""
         if isinstance(value, str):  # SQLite keeps ISO 8601 text (read by `_LATEST_SQL`)
-            value = self.parse(value)
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:  # a form only Tortoise's parser reads
+                return self.parse(value)
         if value.tzinfo is None:
             return value.replace(tzinfo=self.zone)
         return value.astimezone(self.zone)
@@ -333,7 +340,7 @@ async def _latest_reports(
     reports: _ReportRows, plan_id: int, now: datetime, since: datetime
 ) -> tuple[tuple[ReportRow, ...], tuple[ReportRow, ...]]:
     """(latest per (task, department) up to `now`, latest per (task, department) before
-    `since`), each by report id (`LATEST_RULE`)."""
+    `since`), each by report id (the rule of `storage.lookup.latest_reports`)."""
     connection = Report._meta.db
     query = _LATEST_SQL.format(**_placeholders(connection))
     # SQLite compares the stored ISO text, which is UTC: a bound in another offset would be off.

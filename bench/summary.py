@@ -9,14 +9,12 @@ liaison each, T tasks (one lead and two support units each, a target on every ot
 plan goals), R reports over the last 90 days on those (task, department) pairs, a third of them
 carrying a value toward a target. Then the production path runs three times:
 
-- load:    storage.summary.load_summary_data (SQL);
+- load:    storage.summary.load_summary_data (the ORM, one SQL statement for the latest reports);
 - compute: bot.summary.compute_summary (traffic lights, pace, changes);
 - render:  bot.summary_render.render_for_telegram (Chinese, HTML messages or a document).
 
-The process is set up as `duban run`'s is: the objects alive after the imports (and the fill)
-are frozen out of the garbage collector's full passes (gc.freeze, as bot/cli.py does); the
-collector is paused over load and compute (bot.summary_cli.collector_paused, as the bot's
-summary path does); each run starts from a collected heap without the previous run's summary.
+The process runs as `duban run` does, with Python's garbage collector as it comes (no pause,
+no freeze); each run starts without the previous run's summary in memory.
 
 SQL statements are counted by wrapping the Tortoise connection's execute methods. Prints the
 seconds per phase of each run, and under it where they went: CPU seconds of each phase (on a
@@ -50,7 +48,6 @@ from _common import count_queries
 from tortoise import connections
 
 from bot.summary import compute_summary
-from bot.summary_cli import collector_paused
 from bot.summary_render import render_for_telegram
 from storage.db import close_db, init_db
 from storage.summary import load_summary_data
@@ -253,10 +250,6 @@ async def measure(departments: int, tasks: int, reports: int, folder: Path) -> d
         counts = []
         pauses = CollectorPauses()
         connection = connections.get("default")
-        # As in `duban run` (bot/cli.py), what was imported is frozen out of the collector's
-        # full passes: otherwise each pass walks aiogram's ~200,000 import-time objects.
-        gc.collect()
-        gc.freeze()
         summary = telegram = None
         sizes = (0, 0, 0)
         with pauses.running():
@@ -265,20 +258,17 @@ async def measure(departments: int, tasks: int, reports: int, folder: Path) -> d
                 summary = telegram = None
                 gc.collect()
                 clock = Clock(pauses)
-                # Collector paused over load and compute, and what was read freed before it
-                # resumes, as in bot.summary_cli.load_weekly_summary.
-                with collector_paused():
-                    with (
-                        clock.phase("load"),
-                        count_queries(connection) as queries,
-                        timed_queries(connection) as sql_seconds,
-                    ):
-                        data = await load_summary_data(now, since)
-                    counts.append(len(queries))
-                    with clock.phase("compute"):
-                        summary = compute_summary(data)
-                    sizes = (len(data.assignments), len(data.latest), len(data.week_reports))
-                    data = None
+                with (
+                    clock.phase("load"),
+                    count_queries(connection) as queries,
+                    timed_queries(connection) as sql_seconds,
+                ):
+                    data = await load_summary_data(now, since)
+                counts.append(len(queries))
+                with clock.phase("compute"):
+                    summary = compute_summary(data)
+                sizes = (len(data.assignments), len(data.latest), len(data.week_reports))
+                data = None
                 with clock.phase("render"):
                     telegram = render_for_telegram(summary, "zh")
                 runs.append((clock, sql_seconds))

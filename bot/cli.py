@@ -185,7 +185,6 @@ def cmd_summary(args: argparse.Namespace, settings: Callable[[], Settings]) -> N
     if chart is not None and not chart.parent.is_dir():
         raise CliError(f"--chart: {chart.parent} is not a directory")
     config = settings()
-    _import_aiogram()  # its i18n helpers render the summary
     text = _run_with_db(config, _summary(config, args.date, chart))
     # Without the CJK font no chart is written; bot.summary_cli logs a warning saying so.
     print(text, end="")
@@ -316,23 +315,12 @@ def _years_to_show(this_year: int, loaded: frozenset[int]) -> list[int]:
 
 
 def cmd_run(_args: argparse.Namespace, settings: Callable[[], Settings]) -> None:
-    import gc
     import logging
 
     config = settings()  # a mistake in the settings is told at once, not after the imports
-    # The imports build some 220,000 objects that live as long as the process (aiogram's
-    # pydantic models, mostly). Collecting garbage meanwhile only walks them again and again
-    # (one full pass takes about 0.1 s), so collection waits for the imports, and gc.freeze()
-    # keeps them out of every later full pass, in the running bot too. (The imports' own cyclic
-    # garbage, a few thousand objects, is frozen with them and stays.)
-    gc.disable()
-    try:
-        _import_aiogram()
-        from bot.app import MissingTokenError, TelegramUnreachableError, run
-        from storage.lease import LockError
-    finally:
-        gc.freeze()
-        gc.enable()
+    from bot.app import MissingTokenError, TelegramUnreachableError, run
+    from storage.lease import LockError
+
     _configure_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(run(config))
@@ -345,7 +333,6 @@ def cmd_demo(args: argparse.Namespace, _settings: Callable[[], Settings]) -> Non
     import time
 
     started = time.perf_counter()  # aiogram alone takes a second to import: count it
-    _import_aiogram()
     from bot.demo import run_demo
 
     # The transcript is the output; the bot's own warnings (a missed job, an unknown year in the
@@ -366,14 +353,6 @@ def _configure_logging(level: int, fmt: str) -> None:
 
     logging.basicConfig(level=level, format=fmt)
     install_log_redaction()
-
-
-def _import_aiogram() -> None:
-    """aiogram, its Telegram types built on first use (bot/aiogram_models.py): before any
-    module that imports aiogram."""
-    from bot.aiogram_models import import_aiogram
-
-    import_aiogram()
 
 
 def _run_with_db(settings: Settings, coroutine):

@@ -8,10 +8,8 @@ open (`storage.db.init_db`).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 
@@ -41,29 +39,6 @@ async def load_weekly_summary(
     `since`: start of the week under review, by default 7 days before `now`. `silent_since`:
     see `compute_summary` (by default two cycles of the plan's reporting rule).
     """
-    with collector_paused():
-        # What was read is freed (by reference counting) before the collector resumes.
-        return await _load_and_compute(
-            now,
-            since,
-            silent_since,
-            delivery_issues,
-            possible_duplicates=possible_duplicates,
-            tz=tz,
-            plan_id=plan_id,
-        )
-
-
-async def _load_and_compute(
-    now: datetime,
-    since: datetime | None,
-    silent_since: datetime | None,
-    delivery_issues: Sequence[DeliveryIssueLike],
-    *,
-    possible_duplicates: int,
-    tz: tzinfo,
-    plan_id: int | None,
-) -> WeeklySummary | None:
     data = await load_summary_data(now, since or now - WEEK, plan_id=plan_id)
     if data is None:
         return None
@@ -74,25 +49,6 @@ async def _load_and_compute(
         possible_duplicates=possible_duplicates,
         tz=tz,
     )
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a summary is read and computed.
-
-    A large plan's summary builds some 200,000 objects that hold no reference cycles and live
-    until it is sent; the collector would walk all of them again each time their number grew by
-    a quarter (a tenth of the benchmark's second). Reference counting frees them as usual. Other
-    coroutines run meanwhile without cycle collection for that long, which only delays freeing
-    their cyclic garbage. When pauses overlap, it resumes when the one that stopped it ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def summary_moment(day: date | None, tz: tzinfo) -> datetime:

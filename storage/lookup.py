@@ -213,7 +213,7 @@ async def task_board(
     )
     latest = {
         (row["task_id"], row["department_id"]): row
-        for row in await _latest_reports(Report.filter(task_id__in=task_ids)).values(
+        for row in await latest_reports(Report.filter(task_id__in=task_ids)).values(
             "task_id", "department_id", "status", "created_at"
         )
     }
@@ -313,8 +313,12 @@ async def task_card(task_id: int) -> TaskCardData | None:
     )
 
 
-def _latest_reports(reports: QuerySet[Report]) -> QuerySet[Report]:
-    """The latest non-withdrawn report of each (task, department) among `reports`."""
+def latest_reports(reports: QuerySet[Report]) -> QuerySet[Report]:
+    """The latest report of each (task, department) among `reports`: the one with the highest
+    id among those not withdrawn (ids grow with time; an edit changes a report in place).
+
+    The one definition of "latest". The weekly summary reads the same in one grouped SQL pass
+    (storage.summary._LATEST_SQL); tests/test_summary_sql.py checks the two agree."""
     newest = (
         reports.filter(withdrawn_at__isnull=True)
         .group_by("task_id", "department_id")

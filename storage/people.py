@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from storage.enums import LiaisonRole
 from storage.models import Liaison
-from storage.sql import Sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,34 +22,35 @@ class PersonRecord:
     language_code: str | None = None  # Telegram's, as last seen
 
 
-# Read on every update (bot.people.resolve_actor): plain SQL (storage.sql), as building the
-# ORM's join query cost more than the database's work.
-_PERSON_SQL = """
-    SELECT l.id, l.full_name, l.role, l.department_id, d.name, l.locale, l.active,
-           l.language_code
-    FROM liaisons l
-    LEFT JOIN departments d ON d.id = l.department_id
-    WHERE l.telegram_user_id = ?
-"""
-
-
 async def get_person(telegram_user_id: int) -> PersonRecord | None:
     """The person behind a Telegram user id, with their department, in one query."""
-    rows = await Sql(Liaison._meta.db).fetch(_PERSON_SQL, [telegram_user_id])
+    rows = (
+        await Liaison.filter(telegram_user_id=telegram_user_id)
+        .limit(1)
+        .values(
+            "id",
+            "full_name",
+            "role",
+            "department_id",
+            "department__name",
+            "locale",
+            "active",
+            "language_code",
+        )
+    )
     if not rows:
         return None
-    (liaison_id, full_name, role, department_id, department_name, locale, active,
-     language_code) = rows[0]  # fmt: skip
+    row = rows[0]
     return PersonRecord(
-        liaison_id=liaison_id,
+        liaison_id=row["id"],
         telegram_user_id=telegram_user_id,
-        full_name=full_name,
-        role=LiaisonRole(role),
-        department_id=department_id,
-        department_name=department_name,
-        locale=locale,
-        active=bool(active),
-        language_code=language_code,
+        full_name=row["full_name"],
+        role=LiaisonRole(row["role"]),
+        department_id=row["department_id"],
+        department_name=row["department__name"],
+        locale=row["locale"],
+        active=bool(row["active"]),
+        language_code=row["language_code"],
     )
 
 

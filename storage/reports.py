@@ -14,12 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from bot.plan_model import Comparator, Role
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Assignment, Liaison, Report, ReportPart, Target, Task
-from storage.sql import Sql
+from storage.models import Assignment, Liaison, Report, ReportPart, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,54 +151,57 @@ async def department_tasks(department_id: int) -> list[TaskChoice]:
     return sorted(choices, key=_lead_first)  # stable: document order within each role
 
 
-# The check behind every report button, with the task's targets: one plain-SQL query
-# (storage.sql), as the ORM's query building cost more than the database's work, three times
-# per report. One row per (unit, target): a task has a few of each.
-_REPORT_TASK_SQL = """
-    SELECT a.department_id, a.role, d.name, t.code, t.title, t.deadline, t.cycle, p.default_cycle,
-           g.id, g.metric, g."value", g.unit, g.comparator, g.deadline
-    FROM assignments a
-    JOIN tasks t ON t.id = a.task_id
-    JOIN plans p ON p.id = t.plan_id
-    JOIN departments d ON d.id = a.department_id
-    LEFT JOIN targets g ON g.task_id = t.id AND g.withdrawn_at IS NULL
-    WHERE a.task_id = ? AND t.withdrawn_at IS NULL
-    ORDER BY a."position", g."position"
-"""
-
-
 async def _report_task(task_id: int, department_id: int | None) -> ReportTask | None:
-    """An active task with its targets and lead units, in one query; with `department_id`,
+    """An active task with its targets and lead units, in two queries; with `department_id`,
     None unless that department is one of the task's units (and `role` says which)."""
-    rows = await Sql(Task._meta.db).fetch(_REPORT_TASK_SQL, [task_id])
-    if not rows:
+    units = (
+        await Assignment.filter(task_id=task_id, task__withdrawn_at__isnull=True)
+        .order_by("position")
+        .values(
+            "department_id",
+            "role",
+            "department__name",
+            "task__code",
+            "task__title",
+            "task__deadline",
+            "task__cycle",
+            "task__plan__default_cycle",
+        )
+    )
+    if not units:
         return None  # no such task, withdrawn, or (never in an imported plan) without units
-    # Each unit in document order, with its role and name (the same on each of its rows).
-    units = {row[0]: (Role(row[1]), str(row[2])) for row in rows}
     role = None
     if department_id is not None:
-        if department_id not in units:
+        role = next((Role(u["role"]) for u in units if u["department_id"] == department_id), None)
+        if role is None:
             return None
-        role = units[department_id][0]
-    value, deadline = (
-        Target._meta.fields_map[name].to_python_value for name in ("value", "deadline")
+    targets = (
+        await Target.filter(task_id=task_id, withdrawn_at__isnull=True)
+        .order_by("position")
+        .values("id", "metric", "value", "unit", "comparator", "deadline")
     )
-    first_unit = rows[0][0]
-    targets = tuple(
-        TargetInfo(target_id, metric, value(amount), unit, Comparator(comparator), deadline(due))
-        for (unit_id, *_task, target_id, metric, amount, unit, comparator, due) in rows
-        if unit_id == first_unit and target_id is not None
-    )
-    _department, _role, _name, code, title, due, task_rule, plan_rule = rows[0][:8]
+    first = units[0]
     return ReportTask(
         id=task_id,
-        code=code,
-        title=title,
-        deadline=Task._meta.fields_map["deadline"].to_python_value(due),
-        targets=targets,
-        lead_departments=tuple(name for unit, name in units.values() if unit is Role.LEAD),
+        code=first["task__code"],
+        title=first["task__title"],
+        deadline=first["task__deadline"],
+        targets=tuple(
+            TargetInfo(
+                target["id"],
+                target["metric"],
+                target["value"],
+                target["unit"],
+                Comparator(target["comparator"]),
+                target["deadline"],
+            )
+            for target in targets
+        ),
+        lead_departments=tuple(
+            str(unit["department__name"]) for unit in units if Role(unit["role"]) is Role.LEAD
+        ),
         role=role,
-        rule=task_rule or plan_rule,
+        rule=first["task__cycle"] or first["task__plan__default_cycle"],
     )
 
 
@@ -258,72 +261,73 @@ async def _add_parts(report_id: int, chat_id: int, parts: Sequence[tuple[int, st
         )  # fmt: skip
 
 
-# One report with its department and liaison, read after every store and on every edit or
-# withdrawal: plain SQL (storage.sql), as the ORM's two-join query cost more than the database.
-_REPORT_SQL = """
-    SELECT r.id, r.task_id, r.department_id, d.name, r.liaison_id, l.full_name,
-           l.telegram_user_id, r.status, r.text, r."values", r.attachments, r.chat_id,
-           r.message_id, r.cycle_key, r.created_at, r.edited_at, r.withdrawn_at
-    FROM reports r
-    JOIN departments d ON d.id = r.department_id
-    JOIN liaisons l ON l.id = r.liaison_id
-    WHERE {condition}
-"""
-_REPORT_BY_ID = _REPORT_SQL.format(condition="r.id = ?")
-_REPORT_BY_MESSAGE = _REPORT_SQL.format(condition="r.chat_id = ? AND r.message_id = ?")
+# What a ReportRecord holds, read with the report's department and liaison in one query.
+_REPORT_FIELDS = (
+    "id",
+    "task_id",
+    "department_id",
+    "department__name",
+    "liaison_id",
+    "liaison__full_name",
+    "liaison__telegram_user_id",
+    "status",
+    "text",
+    "values",
+    "attachments",
+    "chat_id",
+    "message_id",
+    "cycle_key",
+    "created_at",
+    "edited_at",
+    "withdrawn_at",
+)
 
 
-def _row_record(row: Sequence[Any], role: Role | None = None) -> ReportRecord:
-    """A ReportRecord from a row of `_REPORT_SQL`, converted as the ORM converts the fields."""
-    (report_id, task_id, department_id, department_name, liaison_id, liaison_name, user_id,
-     status, text, values_json, attachments_json, chat_id, message_id, cycle_key, created_at,
-     edited_at, withdrawn_at) = row  # fmt: skip
-    fields = Report._meta.fields_map
-    json, moment = fields["values"].to_python_value, fields["created_at"].to_python_value
+def _record(row: dict[str, Any], role: Role | None = None) -> ReportRecord:
+    """A ReportRecord from a `.values(*_REPORT_FIELDS)` row."""
     return ReportRecord(
-        id=report_id,
-        task_id=task_id,
-        department_id=department_id,
-        department_name=department_name,
-        liaison_id=liaison_id,
-        liaison_name=liaison_name,
-        liaison_user_id=user_id,
-        status=ReportStatus(status),
-        text=text,
-        values=tuple(json(values_json)),
-        attachments=tuple(json(attachments_json)),
-        chat_id=chat_id,
-        message_id=message_id,
-        cycle_key=cycle_key,
-        created_at=moment(created_at),
-        edited_at=moment(edited_at),
-        withdrawn_at=moment(withdrawn_at),
+        id=row["id"],
+        task_id=row["task_id"],
+        department_id=row["department_id"],
+        department_name=row["department__name"],
+        liaison_id=row["liaison_id"],
+        liaison_name=row["liaison__full_name"],
+        liaison_user_id=row["liaison__telegram_user_id"],
+        status=ReportStatus(row["status"]),
+        text=row["text"],
+        values=tuple(row["values"]),
+        attachments=tuple(row["attachments"]),
+        chat_id=row["chat_id"],
+        message_id=row["message_id"],
+        cycle_key=row["cycle_key"],
+        created_at=row["created_at"],
+        edited_at=row["edited_at"],
+        withdrawn_at=row["withdrawn_at"],
         role=role,
     )
 
 
-async def _read_report(query: str, values: list[int]) -> ReportRecord | None:
-    rows = await Sql(Report._meta.db).fetch(query, values)
-    return _row_record(rows[0]) if rows else None
+async def _read_report(reports: QuerySet[Report]) -> ReportRecord | None:
+    rows = await reports.limit(1).values(*_REPORT_FIELDS)
+    return _record(rows[0]) if rows else None
 
 
 async def get_report(report_id: int) -> ReportRecord | None:
-    return await _read_report(_REPORT_BY_ID, [report_id])
+    return await _read_report(Report.filter(id=report_id))
 
 
 async def find_report_by_message(chat_id: int, message_id: int) -> ReportRecord | None:
     """The report whose text came from this Telegram message (for edited messages)."""
-    return await _read_report(_REPORT_BY_MESSAGE, [chat_id, message_id])
+    return await _read_report(Report.filter(chat_id=chat_id, message_id=message_id))
 
 
 async def report_exists(chat_id: int, message_id: int) -> bool:
     """Whether this Telegram message is already (part of) a report (a duplicated update): on
     every reply."""
-    query = (
-        "SELECT 1 FROM reports WHERE chat_id = ? AND message_id = ?"
-        " UNION ALL SELECT 1 FROM report_parts WHERE chat_id = ? AND message_id = ?"
+    return (
+        await Report.filter(chat_id=chat_id, message_id=message_id).exists()
+        or await ReportPart.filter(chat_id=chat_id, message_id=message_id).exists()
     )
-    return bool(await Sql(Report._meta.db).fetch(query, [chat_id, message_id] * 2))
 
 
 async def update_report(
@@ -393,48 +397,59 @@ async def task_reports(
     task_id: int, *, include_withdrawn: bool = False, limit: int | None = None
 ) -> list[ReportRecord]:
     """A task's reports, newest first, with each department's role on the task."""
-    condition = "r.task_id = ?" if include_withdrawn else "r.task_id = ? AND r.withdrawn_at IS NULL"
-    query = _REPORT_SQL.format(condition=condition) + " ORDER BY r.created_at DESC, r.id DESC"
-    values = [task_id]
+    reports = Report.filter(task_id=task_id)
+    if not include_withdrawn:
+        reports = reports.filter(withdrawn_at__isnull=True)
+    reports = reports.order_by("-created_at", "-id")
     if limit is not None:
-        query += " LIMIT ?"
-        values.append(limit)
-    rows = await Sql(Report._meta.db).fetch(query, values)
+        reports = reports.limit(limit)
+    rows = await reports.values(*_REPORT_FIELDS)
     roles = dict(await Assignment.filter(task_id=task_id).values_list("department_id", "role"))
-    # Column 2 is the report's department_id.
-    return [_row_record(row, _role(roles.get(row[2]))) for row in rows]
+    return [_record(row, _role(roles.get(row["department_id"]))) for row in rows]
 
 
 def _role(value: str | None) -> Role | None:
     return Role(value) if value else None
 
 
-# Read when a support unit reports (whom to tell) and when a report is stored (its cycle):
-# plain SQL (storage.sql) like the report path's other reads.
-_LEAD_LIAISONS_SQL = """
-    SELECT DISTINCT l.id, l.telegram_user_id, l.full_name, l.locale, d.name, l.language_code
-    FROM liaisons l
-    JOIN departments d ON d.id = l.department_id
-    JOIN assignments a ON a.department_id = l.department_id
-    WHERE a.task_id = ? AND a.role = ? AND l.active = ? AND l.role = ?
-    ORDER BY l.id
-"""
-
-_ANSWERED_SQL = """
-    SELECT DISTINCT cycle_key FROM reports
-    WHERE task_id = ? AND department_id = ? AND withdrawn_at IS NULL AND cycle_key IS NOT NULL
-"""
-
-
 async def lead_liaisons(task_id: int) -> list[Recipient]:
     """Active liaisons of the task's lead department(s)."""
-    rows = await Sql(Liaison._meta.db).fetch(
-        _LEAD_LIAISONS_SQL, [task_id, Role.LEAD.value, True, LiaisonRole.LIAISON.value]
+    rows = (
+        await Liaison.filter(
+            department__assignments__task_id=task_id,
+            department__assignments__role=Role.LEAD,
+            active=True,
+            role=LiaisonRole.LIAISON,
+        )
+        .distinct()
+        .order_by("id")
+        .values(
+            "id", "telegram_user_id", "full_name", "locale", "department__name", "language_code"
+        )
     )
-    return [Recipient(*row) for row in rows]
+    return [
+        Recipient(
+            liaison_id=row["id"],
+            telegram_user_id=row["telegram_user_id"],
+            full_name=row["full_name"],
+            locale=row["locale"],
+            department_name=row["department__name"],
+            language_code=row["language_code"],
+        )
+        for row in rows
+    ]
 
 
 async def answered_cycles(task_id: int, department_id: int) -> set[str]:
     """The cycle keys the department has already answered on the task (live reports)."""
-    rows = await Sql(Report._meta.db).fetch(_ANSWERED_SQL, [task_id, department_id])
-    return {str(key) for (key,) in rows}
+    keys = (
+        await Report.filter(
+            task_id=task_id,
+            department_id=department_id,
+            withdrawn_at__isnull=True,
+            cycle_key__isnull=False,
+        )
+        .distinct()
+        .values_list("cycle_key", flat=True)
+    )
+    return {str(key) for key in keys}

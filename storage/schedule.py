@@ -22,7 +22,6 @@ from bot.schedule import PlanInput, ScheduleInputs, TaskInput
 from bot.workcalendar import CalendarError, CalendarExtra, WorkCalendar
 from storage.enums import LiaisonRole
 from storage.models import Assignment, BotSetting, Department, Liaison, Plan, Report, Target, Task
-from storage.sql import Sql
 
 CALENDAR_KEY_PREFIX = "calendar:"
 
@@ -119,17 +118,13 @@ async def _reported(since: datetime | None) -> frozenset[tuple[int, int, str]]:
 # Calendar additions ---------------------------------------------------------------------------
 
 
-# Read for every stored report (its cycle): plain SQL (storage.sql), the ORM's LIKE query cost
-# more to build than to run. The keys are "calendar:YEAR": a range on the prefix finds them.
-_CALENDAR_SQL = """
-    SELECT "key", "value" FROM bot_settings WHERE "key" >= ? AND "key" < ? ORDER BY "key"
-"""
-_PREFIX_END = CALENDAR_KEY_PREFIX[:-1] + chr(ord(CALENDAR_KEY_PREFIX[-1]) + 1)
-
-
 async def load_calendar_extra() -> CalendarExtra:
     """Every year the coordinators have added, merged (empty when none)."""
-    rows = await Sql(BotSetting._meta.db).fetch(_CALENDAR_SQL, [CALENDAR_KEY_PREFIX, _PREFIX_END])
+    rows = (
+        await BotSetting.filter(key__startswith=CALENDAR_KEY_PREFIX)
+        .order_by("key")
+        .values_list("key", "value")
+    )
     extra = CalendarExtra()
     for key, value in rows:
         try:

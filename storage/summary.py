@@ -1,29 +1,33 @@
 """What the weekly summary (周报) reads: one plan's tasks, units, targets, liaisons and reports.
 
 `load_summary_data` runs a fixed number of queries (nine) whatever the plan's size: no query
-per task, department or report, and SQL picks the latest reports. Plain values out; the
-traffic lights, pace and changes are computed in `bot.summary`.
+per task, department or report. Every read goes through the ORM (`.values()`, named fields)
+except one: each unit's latest report and latest before the week, in one grouped pass, is the
+one statement here the ORM cannot express (`_LATEST_SQL`; tests/test_summary_sql.py checks its
+table and column names against the models). Plain values out; the traffic lights, pace and
+changes are computed in `bot.summary`.
 
-As elsewhere (storage.lookup), the "latest" report of a (task, department) is the one with the
-highest id among those that were not withdrawn: ids grow with time and an edit changes a report
-in place. Reports made after `now` are ignored, so a summary for a past date reads as it would
-have then.
+The "latest" report of a (task, department) is defined once, by `storage.lookup.latest_reports`
+(the highest id among those not withdrawn); `_LATEST_SQL` reads the same, and a test checks that
+the two agree. Reports made after `now` are ignored, so a summary for a past date reads as it
+would have then.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.queryset import QuerySet
 from tortoise.timezone import get_default_timezone
 
 from bot.plan_model import Comparator, DepartmentKind, Role
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Liaison, Plan, Report, Target, Task
-from storage.sql import Converter, Sql
+from storage.models import Assignment, Department, Liaison, Plan, Report, Target, Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,16 +133,19 @@ async def load_summary_data(
     if plan is None:
         return None
 
-    sql = Sql(Report._meta.db)
-    assignments = await _assignments(sql, plan.id)
-    targets = await _targets(sql, plan.id, assignments)
+    assignments = await _assignments(plan.id)
+    targets = await _targets(plan.id, assignments)
     reports = _ReportRows()
-    latest, latest_before = await _latest_reports(sql, reports, plan.id, now, since)
-    week = tuple(
-        reports.row(record) for record in await sql.fetch(_WEEK_SQL, [plan.id, now, since])
+    latest, latest_before = await _latest_reports(reports, plan.id, now, since)
+    week_rows = await (
+        _counted(plan.id, now)
+        .filter(created_at__gte=since.astimezone(UTC))
+        .order_by("created_at", "id")
+        .values(*_REPORT_FIELDS, liaison_name="liaison__full_name")
     )
+    week = tuple(reports.row(row) for row in week_rows)
     values, values_before = await _latest_values(
-        sql, plan.id, now, {report.id for report in week}, {target.id for target in targets}
+        plan.id, now, {report.id for report in week}, {target.id for target in targets}
     )
     # Last, as it is small: SQLite's driver holds on to a query's rows until the next query.
     liaison_rows = await (
@@ -173,39 +180,34 @@ async def load_summary_data(
     )
 
 
-# The queries over assignments and reports return tens of thousands of rows on a large plan. They
-# are plain SQL (storage.sql), read as tuples: building them with the ORM converts every column of
-# every row through its field (parsing 10^5 dates on SQLite is most of the cost), and cannot
-# express the latest-per-(task, department) aggregate in one pass. The conversions below mirror
-# Tortoise's own (aware datetimes in its default timezone, dates, enums), so the rows are what the
-# ORM would give. Datetime bounds go to the driver in UTC (storage.sql.Sql).
+def _counted(plan_id: int, now: datetime) -> QuerySet[Report]:
+    """Reports that count: not withdrawn, on an active task of the plan, made up to `now`."""
+    return Report.filter(
+        task__plan_id=plan_id,
+        task__withdrawn_at__isnull=True,
+        withdrawn_at__isnull=True,
+        # In UTC, as stored: SQLite compares the text, and a bound in another offset would be off.
+        created_at__lte=now.astimezone(UTC),
+    )
 
-# Reports that count: not withdrawn, on an active task of the plan, made up to `now`. Written
-# as a cross join so that SQLite walks the reports (the table, or an index that covers the
-# query) in order and looks the task up, rather than walking the task index and jumping around
-# the table for every task's reports (twice slower on 10^5 reports); PostgreSQL plans a cross
-# join like any other join.
-_COUNTED = (
-    "FROM reports r CROSS JOIN tasks t"
-    " WHERE t.id = r.task_id AND t.plan_id = ? AND t.withdrawn_at IS NULL"
-    " AND r.withdrawn_at IS NULL AND r.created_at <= ?"
-)
 
-_REPORT_COLUMNS = (
-    "r.id, r.task_id, r.department_id, r.liaison_id, l.full_name, r.status, r.created_at"
-)
+_REPORT_FIELDS = ("id", "task_id", "department_id", "liaison_id", "status", "created_at")
 
-# The latest report of each (task, department), and the latest made before `since`, in one pass:
-# the newest ids per group, then those reports (one row when both are the same report). Both
-# halves read only the reports index on (task_id, department_id, withdrawn_at, created_at,
-# status, liaison_id) on SQLite: the grouping walks it in order, and the join finds each unit's
-# few entries in it rather than looking every report up in the table (twice slower on 10^5).
-_LATEST_SQL = f"""
-    SELECT {_REPORT_COLUMNS}, g.newest, g.newest_before
+# The one statement the ORM cannot express: the latest report of each (task, department) and
+# the latest made before `since`, in one grouped pass (the newest ids per group, then those
+# reports; one row when both are the same report). `{since}`, `{plan}`, `{now}` are the
+# dialect's placeholders (`_placeholders`). The cross join lets SQLite walk the reports in
+# order and look each task up; PostgreSQL plans it like any join.
+_LATEST_SQL = """
+    SELECT r.id AS id, r.task_id AS task_id, r.department_id AS department_id,
+           r.liaison_id AS liaison_id, l.full_name AS liaison_name, r.status AS status,
+           r.created_at AS created_at, g.newest AS newest, g.newest_before AS newest_before
     FROM (
         SELECT r.task_id, r.department_id, MAX(r.id) AS newest,
-               MAX(CASE WHEN r.created_at < ? THEN r.id END) AS newest_before
-        {_COUNTED}
+               MAX(CASE WHEN r.created_at < {since} THEN r.id END) AS newest_before
+        FROM reports r CROSS JOIN tasks t
+        WHERE t.id = r.task_id AND t.plan_id = {plan} AND t.withdrawn_at IS NULL
+          AND r.withdrawn_at IS NULL AND r.created_at <= {now}
         GROUP BY r.task_id, r.department_id
     ) g
     JOIN reports r ON r.task_id = g.task_id AND r.department_id = g.department_id
@@ -213,145 +215,118 @@ _LATEST_SQL = f"""
     LEFT JOIN liaisons l ON l.id = r.liaison_id
 """
 
-# The week's reports, oldest first; few, so through the (task_id, created_at) index.
-_WEEK_SQL = f"""
-    SELECT {_REPORT_COLUMNS}
-    FROM reports r
-    JOIN tasks t ON t.id = r.task_id
-    LEFT JOIN liaisons l ON l.id = r.liaison_id
-    WHERE t.plan_id = ? AND t.withdrawn_at IS NULL
-      AND r.withdrawn_at IS NULL AND r.created_at <= ? AND r.created_at >= ?
-    ORDER BY r.created_at, r.id
-"""
 
-# Reports carrying values, newest first (an empty list is stored as '[]' on both databases).
-_VALUES_SQL = f"""
-    SELECT r.id, r.department_id, r."values"
-    {_COUNTED}
-      AND r."values" <> '[]'
-    ORDER BY r.id DESC
-"""
-
-# A plan's units in three reads (tasks, their units, departments) rather than one join that
-# repeats each task's and department's text on every unit: half the time on 30,000 units.
-_TASKS_SQL = """
-    SELECT id, code, title, deadline, cycle
-    FROM tasks
-    WHERE plan_id = ? AND withdrawn_at IS NULL
-"""
-
-_UNITS_SQL = """
-    SELECT a.task_id, a.department_id, a.role
-    FROM assignments a
-    JOIN tasks t ON t.id = a.task_id
-    WHERE t.plan_id = ? AND t.withdrawn_at IS NULL
-    ORDER BY t."position", a."position"
-"""
-
-_DEPARTMENTS_SQL = "SELECT id, name, kind FROM departments"
-
-_TARGETS_SQL = """
-    SELECT id, task_id, metric, "value", unit, comparator, deadline, baseline
-    FROM targets
-    WHERE plan_id = ? AND withdrawn_at IS NULL
-    ORDER BY task_id, "position"
-"""
+def _placeholders(connection: BaseDBAsyncClient) -> dict[str, str]:
+    """`_LATEST_SQL`'s parameters in the dialect's own notation, in the order they are bound."""
+    dialect = connection.capabilities.dialect
+    if dialect == "sqlite":
+        return {"since": "?", "plan": "?", "now": "?"}
+    if dialect == "postgres":
+        return {"since": "$1", "plan": "$2", "now": "$3"}
+    raise NotImplementedError(f"no latest-report query for {dialect}")
 
 
-async def _assignments(sql: Sql, plan_id: int) -> tuple[AssignmentRow, ...]:
-    """Every unit of every active task, in document order."""
-    deadline = Converter(Task._meta.fields_map["deadline"].to_python_value)
+async def _assignments(plan_id: int) -> tuple[AssignmentRow, ...]:
+    """Every unit of every active task, in document order.
+
+    Three reads (tasks, their units, departments) rather than one join that repeats each task's
+    and department's text on every unit."""
     tasks = {
-        task_id: (code, title, deadline(due), cycle)
-        for task_id, code, title, due, cycle in await sql.fetch(_TASKS_SQL, [plan_id])
+        row["id"]: (row["code"], row["title"], row["deadline"], row["cycle"])
+        for row in await Task.filter(plan_id=plan_id, withdrawn_at__isnull=True).values(
+            "id", "code", "title", "deadline", "cycle"
+        )
     }
-    kind, role = Converter(DepartmentKind), Converter(Role)
     departments = {
-        department_id: (name, kind(department_kind))
-        for department_id, name, department_kind in await sql.fetch(_DEPARTMENTS_SQL, [])
+        row["id"]: (row["name"], row["kind"])  # the ORM gives the enum members
+        for row in await Department.all().values("id", "name", "kind")
     }
+    units = await (
+        Assignment.filter(task__plan_id=plan_id, task__withdrawn_at__isnull=True)
+        .order_by("task__position", "position")
+        .values("task_id", "department_id", "role")
+    )
     # A task or department written between these reads is left for the next summary.
     return tuple(
-        AssignmentRow(task_id, *tasks[task_id], department_id, *departments[department_id], role(r))
-        for task_id, department_id, r in await sql.fetch(_UNITS_SQL, [plan_id])
-        if task_id in tasks and department_id in departments
+        AssignmentRow(
+            unit["task_id"],
+            *tasks[unit["task_id"]],
+            unit["department_id"],
+            *departments[unit["department_id"]],
+            unit["role"],
+        )
+        for unit in units
+        if unit["task_id"] in tasks and unit["department_id"] in departments
     )
 
 
-async def _targets(
-    sql: Sql, plan_id: int, assignments: tuple[AssignmentRow, ...]
-) -> tuple[TargetRow, ...]:
+async def _targets(plan_id: int, assignments: tuple[AssignmentRow, ...]) -> tuple[TargetRow, ...]:
     """Goals first, then the targets of active tasks in document order."""
-    fields = Target._meta.fields_map
-    decimal = Converter(fields["value"].to_python_value)  # both columns: DECIMAL(20,4)
-    deadline = Converter(fields["deadline"].to_python_value)
-    comparator = Converter(Comparator)
     task_order = {
         task_id: index
         for index, task_id in enumerate(dict.fromkeys(row.task_id for row in assignments))
     }
+    rows = await (
+        Target.filter(plan_id=plan_id, withdrawn_at__isnull=True)
+        .order_by("position", "id")
+        .values("id", "task_id", "metric", "value", "unit", "comparator", "deadline", "baseline")
+    )
     # Those of withdrawn tasks are dropped here rather than with a join that would also drop
     # the goals (task_id null).
     return tuple(
         sorted(
             (
                 TargetRow(
-                    id=target_id,
-                    task_id=task_id,
-                    metric=metric,
-                    value=decimal(value),
-                    unit=unit,
-                    comparator=comparator(comparison),
-                    deadline=deadline(due),
-                    baseline=decimal(baseline),
+                    id=row["id"],
+                    task_id=row["task_id"],
+                    metric=row["metric"],
+                    value=row["value"],
+                    unit=row["unit"],
+                    comparator=row["comparator"],
+                    deadline=row["deadline"],
+                    baseline=row["baseline"],
                 )
-                for (
-                    target_id,
-                    task_id,
-                    metric,
-                    value,
-                    unit,
-                    comparison,
-                    due,
-                    baseline,
-                ) in await sql.fetch(_TARGETS_SQL, [plan_id])
-                if task_id is None or task_id in task_order
+                for row in rows
+                if row["task_id"] is None or row["task_id"] in task_order
             ),
             key=lambda target: -1 if target.task_id is None else task_order[target.task_id],
         )
     )
 
 
+# A report's status from its stored text (`_LATEST_SQL`) or its enum member (the ORM): one
+# dictionary lookup, rather than an enum call per row.
+_STATUSES: dict[str, ReportStatus] = {status.value: status for status in ReportStatus}
+
+
 class _ReportRows:
-    """ReportRows from SQL rows, one object per report: the latest report of a unit is often
+    """ReportRows from named rows, one object per report: the latest report of a unit is often
     its latest before the week too, or one of the week's."""
 
     def __init__(self) -> None:
         self.by_id: dict[int, ReportRow] = {}
-        self.status = Converter(ReportStatus)
         self.zone = get_default_timezone()
         self.parse = Report._meta.fields_map["created_at"].to_python_value
 
-    def row(self, record: Sequence[Any]) -> ReportRow:
-        report_id = record[0]
+    def row(self, record: Mapping[str, Any]) -> ReportRow:
+        report_id = record["id"]
         known = self.by_id.get(report_id)
         if known is not None:
             return known
-        _id, task_id, department_id, liaison_id, liaison_name, status, created_at = record[:7]
         report = self.by_id[report_id] = ReportRow(
             id=report_id,
-            task_id=task_id,
-            department_id=department_id,
-            liaison_id=liaison_id,
-            liaison_name=liaison_name or "",
-            status=self.status(status),
-            created_at=self.aware(created_at),
+            task_id=record["task_id"],
+            department_id=record["department_id"],
+            liaison_id=record["liaison_id"],
+            liaison_name=record["liaison_name"] or "",
+            status=_STATUSES[record["status"]],
+            created_at=self.aware(record["created_at"]),
         )
         return report
 
     def aware(self, value: datetime | str) -> datetime:
         """What Tortoise's DatetimeField gives (use_tz): aware, in its default timezone."""
-        if isinstance(value, str):  # SQLite keeps ISO 8601 text
+        if isinstance(value, str):  # SQLite keeps ISO 8601 text (read by `_LATEST_SQL`)
             try:
                 value = datetime.fromisoformat(value)
             except ValueError:  # a form only Tortoise's parser reads
@@ -362,17 +337,20 @@ class _ReportRows:
 
 
 async def _latest_reports(
-    sql: Sql, reports: _ReportRows, plan_id: int, now: datetime, since: datetime
+    reports: _ReportRows, plan_id: int, now: datetime, since: datetime
 ) -> tuple[tuple[ReportRow, ...], tuple[ReportRow, ...]]:
     """(latest per (task, department) up to `now`, latest per (task, department) before
-    `since`), each by report id."""
+    `since`), each by report id (the rule of `storage.lookup.latest_reports`)."""
+    connection = Report._meta.db
+    query = _LATEST_SQL.format(**_placeholders(connection))
+    # SQLite compares the stored ISO text, which is UTC: a bound in another offset would be off.
+    values = [since.astimezone(UTC), plan_id, now.astimezone(UTC)]
     latest, latest_before = [], []
-    for record in await sql.fetch(_LATEST_SQL, [since, plan_id, now]):
+    for record in await connection.execute_query_dict(query, values):
         report = reports.row(record)
-        newest, newest_before = record[7], record[8]
-        if report.id == newest:
+        if report.id == record["newest"]:
             latest.append(report)
-        if report.id == newest_before:
+        if report.id == record["newest_before"]:
             latest_before.append(report)
     latest.sort(key=_by_id)
     latest_before.sort(key=_by_id)
@@ -384,19 +362,24 @@ def _by_id(report: ReportRow) -> int:
 
 
 async def _latest_values(
-    sql: Sql, plan_id: int, now: datetime, week_ids: set[int], known_targets: set[int]
+    plan_id: int, now: datetime, week_ids: set[int], known_targets: set[int]
 ) -> tuple[tuple[ValueRow, ...], tuple[ValueRow, ...]]:
     """(latest value per target up to `now`, latest per target before the week).
 
     Newest report first, the first seen per target wins. No dates (parsing 10^4 of them is
     what costs on SQLite): a report is from before the week when it is not one of the week's.
     """
-    decode = Report._meta.fields_map["values"].to_python_value
     values: dict[int, ValueRow] = {}
     values_before: dict[int, ValueRow] = {}
-    for report_id, department_id, payload in await sql.fetch(_VALUES_SQL, [plan_id, now]):
+    rows = await (
+        _counted(plan_id, now)
+        .exclude(values=[])
+        .order_by("-id")
+        .values_list("id", "department_id", "values")
+    )
+    for report_id, department_id, payload in rows:
         earlier = report_id not in week_ids
-        for target_id, value in reported_values(decode(payload)):
+        for target_id, value in reported_values(payload):
             newest = target_id not in values
             newest_before = earlier and target_id not in values_before
             if target_id in known_targets and (newest or newest_before):

@@ -35,7 +35,6 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bot.aiogram_models import import_aiogram
 from bot.plan_model import (
     Comparator,
     Cycle,
@@ -71,12 +70,6 @@ _DIALECTS = ["sqlite", _POSTGRES] if TEST_DATABASE == "sqlite" else [_POSTGRES]
 ONE_DIALECT = pytest.mark.parametrize(
     "database_factory", ["sqlite" if TEST_DATABASE == "sqlite" else _POSTGRES], indirect=True
 )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Before the test modules import aiogram: the Telegram types are built lazily, as in the bot
-    # (bot/aiogram_models.py, called by bot/cli.py).
-    import_aiogram()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

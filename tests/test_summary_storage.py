@@ -5,7 +5,6 @@ Runs on SQLite and on PostgreSQL (the `db` fixture). Liaisons and reports are cr
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import itertools
 import logging
@@ -21,7 +20,6 @@ from bot.plan_parser import parse_plan
 from bot.settings import Settings
 from bot.summary import Light, compute_summary
 from bot.summary_cli import (
-    collector_paused,
     load_weekly_summary,
     summary_for_cli,
     summary_moment,
@@ -302,31 +300,3 @@ async def test_reports_an_hour_after_a_local_now_are_not_yet_counted(db: str) ->
 
     assert [row.id for row in data.latest] == [before.id]
     assert [row.id for row in data.week_reports] == [before.id]
-
-
-async def test_the_collector_is_paused_while_a_summary_is_built_and_resumes_after(
-    db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await import_real_plan()
-    seen = []
-
-    def compute(*args, **kwargs):
-        seen.append(gc.isenabled())
-        return compute_summary(*args, **kwargs)
-
-    monkeypatch.setattr("bot.summary_cli.compute_summary", compute)
-    assert gc.isenabled()
-    assert (await load_weekly_summary(NOW, tz=TZ)) is not None
-    assert seen == [False] and gc.isenabled()
-
-    # An error inside still resumes it; a collector someone else stopped stays stopped.
-    with pytest.raises(RuntimeError), collector_paused():
-        raise RuntimeError("boom")
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with collector_paused():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()

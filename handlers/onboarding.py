@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
@@ -34,7 +34,7 @@ from aiogram.utils.i18n import lazy_gettext as __
 
 from bot import onboarding
 from bot.commands import COORDINATION_MENU, command_menu
-from bot.i18n import pick_locale
+from bot.notices import NoticeEvent, Waker, enqueue_notices, person_notice, update_origin, who
 from bot.onboarding import (
     GrantOutcome,
     PersonRef,
@@ -67,10 +67,7 @@ def _when(moment: datetime, settings: Settings) -> str:
 
 def _who(user_id: int, person: PersonRef | None = None, name: str = "") -> str:
     """“张三 (12345)”, escaped; just the id when the bot knows no name."""
-    full_name = (person.full_name if person else "") or name
-    if not full_name:
-        return f"<code>{user_id}</code>"
-    return _("{name} (<code>{id}</code>)").format(name=quote(full_name), id=user_id)
+    return who(user_id, (person.full_name if person else "") or name)
 
 
 def task_lines(tasks: tuple[DepartmentTask, ...]) -> list[str]:
@@ -163,19 +160,29 @@ async def answer_long(message: Message, text: str) -> None:
 
 
 async def notify(
-    bot: Bot,
-    i18n: I18n,
+    message: Message,
     settings: Settings,
-    person: PersonRef | None,
-    render: Callable[[], str],
+    sender: Waker | None,
+    clock: Callable[[], datetime] | None,
+    *events: tuple[NoticeEvent, PersonRef | None, dict[str, object]],
 ) -> None:
-    """A private message in the person's language; silently skipped when Telegram refuses it."""
-    if person is None:
-        return
-    with i18n.use_locale(pick_locale(person.locale, person.language_code, settings.default_locale)):
-        text = render()
-    with suppress(TelegramForbiddenError, TelegramBadRequest):
-        await bot.send_message(person.telegram_user_id, text)
+    """Tell each person of what this message did, through the ledger (bot.notices): in their
+    language, retried, and named to the coordinators if the bot cannot reach them."""
+    origin = update_origin(message.chat.id, message.message_id)
+    now = clock() if clock is not None else datetime.now(UTC)
+    rows = [
+        row
+        for event, person, values in events
+        for row in person_notice(
+            event,
+            person,
+            origin=origin,
+            now=now,
+            default_locale=settings.default_locale,
+            **values,
+        )
+    ]
+    await enqueue_notices(rows, sender)
 
 
 async def set_coordinator_menu(bot: Bot, i18n: I18n, settings: Settings, user_id: int) -> None:
@@ -293,59 +300,47 @@ async def redeem(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     if actor is None:  # no person to bind (a message without a sender): silence
         return
-    sender = message.from_user
+    author = message.from_user
     redemption = await onboarding.redeem_invitation(
         (command.args or "").strip(),
         user_id=actor.user_id,
-        full_name=sender.full_name if sender else actor.full_name,
-        username=sender.username if sender else None,
+        full_name=author.full_name if author else actor.full_name,
+        username=author.username if author else None,
         is_coordinator=actor.is_coordinator,
     )
     result = redemption.result
     if result.outcome not in (RedeemOutcome.BOUND, RedeemOutcome.ALREADY_MEMBER):
         await message.answer(refusal(redemption, settings))
         return
-    name = sender.full_name if sender else actor.full_name
+    name = author.full_name if author else actor.full_name
     await answer_long(message, greeting(redemption, name))
     if result.outcome is not RedeemOutcome.BOUND or result.department is None:
         return
     department = result.department.name
-    if result.created_by is not None:
-        await notify(
-            bot,
-            i18n,
-            settings,
+    joined = {"who_id": actor.user_id, "who_name": name, "department": department}
+    previous = result.previous_department.name if result.previous_department else None
+    await notify(
+        message,
+        settings,
+        sender,
+        clock,
+        (
+            NoticeEvent.INVITE_USED_LEAD if result.is_lead else NoticeEvent.INVITE_USED_DEPUTY,
             result.created_by,
-            lambda: (
-                _("{who} joined {department} as its lead liaison with your invitation.")
-                if result.is_lead
-                else _("{who} joined {department} as a deputy liaison with your invitation.")
-            ).format(who=_who(actor.user_id, name=name), department=quote(department)),
-        )
-    if result.replaced_lead is not None:
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.replaced_lead,
-            lambda: _(
-                "{who} is now the lead liaison of {department}; you remain a deputy liaison."
-            ).format(who=_who(actor.user_id, name=name), department=quote(department)),
-        )
-    if result.promoted is not None and result.previous_department is not None:
-        previous = result.previous_department.name
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.promoted,
-            lambda: _("You are now the lead liaison of {department}.").format(
-                department=quote(previous)
-            ),
-        )
+            joined,
+        ),
+        (NoticeEvent.LEAD_REPLACED, result.replaced_lead, joined),
+        (
+            NoticeEvent.NOW_LEAD,
+            result.promoted if previous is not None else None,
+            {"department": previous},
+        ),
+    )
 
 
 async def redeem_in_group(message: Message) -> None:
@@ -445,6 +440,8 @@ async def grant(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     target = await _coordinator_target(
         message,
@@ -483,24 +480,19 @@ async def grant(
         )
     await message.answer("\n".join(lines))
     await set_coordinator_menu(bot, i18n, settings, target.user_id)
+    left = result.left_department.name if result.left_department else None
     await notify(
-        bot,
-        i18n,
+        message,
         settings,
-        result.person,
-        lambda: _("You are now a coordinator. Send /help to see your commands."),
+        sender,
+        clock,
+        (NoticeEvent.NOW_COORDINATOR, result.person, {}),
+        (
+            NoticeEvent.NOW_LEAD,
+            result.promoted if left is not None else None,
+            {"department": left},
+        ),
     )
-    if result.promoted is not None and result.left_department is not None:
-        left = result.left_department.name
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.promoted,
-            lambda: _("You are now the lead liaison of {department}.").format(
-                department=quote(left)
-            ),
-        )
 
 
 async def revoke(
@@ -511,6 +503,8 @@ async def revoke(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     target = await _coordinator_target(
         message,
@@ -552,11 +546,11 @@ async def revoke(
     await clear_chat_menu(bot, target.user_id)
     if not result.self_revoked:
         await notify(
-            bot,
-            i18n,
+            message,
             settings,
-            result.person,
-            lambda: _("Your coordinator rights have been withdrawn."),
+            sender,
+            clock,
+            (NoticeEvent.RIGHTS_WITHDRAWN, result.person, {}),
         )
 
 
@@ -568,6 +562,8 @@ async def unbind(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     target = await _coordinator_target(
         message,
@@ -605,22 +601,12 @@ async def unbind(
         )
     await message.answer("\n".join(lines))
     await notify(
-        bot,
-        i18n,
+        message,
         settings,
-        result.person,
-        lambda: _("You are no longer a liaison of {department}. Thank you for your work!").format(
-            department=quote(department)
-        ),
-    )
-    await notify(
-        bot,
-        i18n,
-        settings,
-        result.promoted,
-        lambda: _("You are now the lead liaison of {department}.").format(
-            department=quote(department)
-        ),
+        sender,
+        clock,
+        (NoticeEvent.LIAISON_ENDED, result.person, {"department": department}),
+        (NoticeEvent.NOW_LEAD, result.promoted, {"department": department}),
     )
 
 

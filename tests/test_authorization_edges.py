@@ -25,6 +25,7 @@ from storage.models import (
     Liaison,
 )
 from storage.plans import import_plan
+from tests.delivery_support import notifications
 from tests.handler_support import message_update, user
 from tests.mocked_bot import MockedBot
 
@@ -150,10 +151,13 @@ async def test_revoke_in_chat_says_so_and_the_invitation_is_refused_like_an_expi
         sent[0].text
         == "王五（<code>601</code>）已不再是督办人员。\n其发出的未使用邀请（1个）已失效。"
     )
-    assert [m.chat_id for m in sent[1:]] == [HELPER]  # told once, that their rights are gone
+    assert len(sent) == 1  # the person is told through the ledger
+    # told once, that their rights are gone
+    assert [chat for chat, text in await notifications(dispatcher) if "督办" in text] == [HELPER]
 
     sent = await _send(dispatcher, bot, message_update(user(701, "张三"), f"/start {token}"))
     assert len(sent) == 1 and sent[0].chat_id == 701  # its creator hears nothing
+    assert await notifications(dispatcher) == []
     assert sent[0].text.startswith("该邀请已于") and "过期" in sent[0].text
     english = user(702, "Li", language_code="en")
     sent = await _send(dispatcher, bot, message_update(english, f"/start {token}"))

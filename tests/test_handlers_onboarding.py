@@ -16,6 +16,7 @@ from bot.plan_model import ParsedPlan
 from bot.settings import load_settings
 from storage.models import InviteToken, Liaison
 from storage.plans import import_plan
+from tests.delivery_support import notifications
 from tests.handler_support import group_chat, message_update, private_chat, user
 from tests.mocked_bot import BOT_USERNAME, MockedBot
 
@@ -72,10 +73,12 @@ async def test_invite_then_start_token_binds_and_greets_in_chinese(dispatcher, b
     assert "<code>2.1.3</code> 推动城市有机更新（牵头）" in greeting
     assert "<code>2.1.1</code> 优化全域发展布局（配合）" in greeting
     assert "/report" in greeting
-    # The coordinator who made the invitation is told.
-    assert [(m.chat_id, "张三" in m.text and "主联络员" in m.text) for m in sent[1:]] == [
-        (ADMIN, True)
-    ]
+    # The coordinator who made the invitation is told, through the ledger (bot.notices).
+    assert [m.chat_id for m in sent] == [501]
+    assert [
+        (chat, "张三" in text and "主联络员" in text)
+        for chat, text in await notifications(dispatcher)
+    ] == [(ADMIN, True)]
     actor = await resolve_actor(501, "张三", (ADMIN,))
     assert actor.access is Access.LIAISON and actor.department_name == "县建设局"
 
@@ -159,7 +162,9 @@ async def test_grant_by_reply_and_revoke(dispatcher, bot):
     )
     assert sent[0].chat_id == GROUP.id
     assert sent[0].text == "王 五（<code>601</code>）已成为督办人员。"
-    assert sent[1].chat_id == 601 and "/help" in sent[1].text
+    assert len(sent) == 1  # the new coordinator is told through the ledger
+    ((chat, told),) = await notifications(dispatcher)
+    assert chat == 601 and "/help" in told
     menus = [r for r in bot.session.requests if isinstance(r, SetMyCommands)]
     assert {r.scope.chat_id for r in menus} == {601}
     assert "invite" in {c.command for c in menus[0].commands}
@@ -172,6 +177,7 @@ async def test_grant_by_reply_and_revoke(dispatcher, bot):
     text = await _reply(dispatcher, bot, message_update(user(ADMIN), "/revoke 601"))
     # The invitation 601 made above stops working with their rights.
     assert text == "王 五（<code>601</code>）已不再是督办人员。\n其发出的未使用邀请（1个）已失效。"
+    assert [chat for chat, _ in await notifications(dispatcher)] == [601]
     assert any(isinstance(r, DeleteMyCommands) for r in bot.session.requests)
     text = await _reply(dispatcher, bot, message_update(user(601), "/invite 县建设局"))
     assert text == "只有督办人员可以使用此命令。"
@@ -219,7 +225,8 @@ async def test_unbind(dispatcher, bot):
     assert "张三（<code>501</code>）已不再担任县建设局的联络员" in sent[0].text
     assert "（0条）" in sent[0].text
     assert "李四（<code>502</code>）现为县建设局的主联络员" in sent[0].text
-    told = {m.chat_id: m.text for m in sent[1:]}
+    assert len(sent) == 1
+    told = dict(await notifications(dispatcher))
     assert "感谢" in told[501] and "主联络员" in told[502]
     assert (await resolve_actor(501, "张三", (ADMIN,))).access is Access.GUEST
 

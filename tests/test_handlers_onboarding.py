@@ -14,7 +14,7 @@ from bot.app import build_dispatcher
 from bot.people import Access, resolve_actor
 from bot.plan_model import ParsedPlan
 from bot.settings import load_settings
-from storage.models import InviteToken, Liaison
+from storage.models import Delivery, DeliveryKind, InviteToken, Liaison
 from storage.plans import import_plan
 from tests.delivery_support import notifications
 from tests.handler_support import group_chat, message_update, private_chat, user
@@ -238,6 +238,27 @@ async def test_unbind(dispatcher, bot):
     assert "/revoke" in text
     text = await _reply(dispatcher, bot, message_update(user(ADMIN), "/unbind abc"))
     assert "不是 Telegram 用户 ID" in text
+
+
+async def test_role_notices_are_ledger_rows_in_the_recipients_language(dispatcher, bot):
+    token = await _invite(dispatcher, bot)
+    wang = user(503, "Wang", language_code="en")
+    await _send(dispatcher, bot, message_update(wang, f"/start {token}"))
+    await _send(dispatcher, bot, message_update(wang, "/whoami"))  # their Telegram language kept
+    await notifications(dispatcher)  # the inviter's notice
+    update = message_update(user(ADMIN), "/unbind 503")
+    sent = await _send(dispatcher, bot, update)
+    assert [m.chat_id for m in sent] == [ADMIN]  # the answer; the notice waits in the ledger
+    row = await Delivery.get(kind=DeliveryKind.NOTIFICATION, chat_id=503)
+    assert row.key == f"notice:liaison-ended:m{ADMIN}.{update.message.message_id}:503"
+    # Rendered when sent, in the Telegram language stored for them (no /lang chosen)...
+    assert await notifications(dispatcher, settle=False) == [
+        (503, "You are no longer a liaison of 县建设局. Thank you for your work!")
+    ]
+    # ...and in their /lang choice once they have made one.
+    await Liaison.filter(telegram_user_id=503).update(locale="zh")
+    ((_, text),) = await notifications(dispatcher)
+    assert text.startswith("您已不再担任县建设局的联络员")
 
 
 async def test_bindgroup(dispatcher, bot):

@@ -453,8 +453,10 @@ async def revoke_coordinator(
     """Take coordinator rights from a granted coordinator (they become a guest); None if not one.
 
     In the same transaction their open invitations stop working (`revoked_at`, the rows stay)
-    and the coordinator notices queued for their private chat are cancelled: what they started
-    as a coordinator does not outlive their rights, and they hear nothing more as one.
+    and the coordinator notices and notifications (bot.notices: "someone joined with your
+    invitation") queued for their private chat are cancelled: what they started as a
+    coordinator does not outlive their rights, and they hear nothing more as one. The notice
+    that tells them so is written after, by `then`.
     """
     async with in_transaction():
         person = await Liaison.select_for_update().get_or_none(telegram_user_id=user_id)
@@ -465,7 +467,9 @@ async def revoke_coordinator(
         await person.save(update_fields=["role", "active", "updated_at"])
         invitations = await revoke_invitations_of(user_id, now)
         notices = await Delivery.filter(
-            kind=DeliveryKind.NOTICE, chat_id=user_id, status=DeliveryStatus.PENDING
+            kind__in=(DeliveryKind.NOTICE, DeliveryKind.NOTIFICATION),
+            chat_id=user_id,
+            status=DeliveryStatus.PENDING,
         ).update(
             status=DeliveryStatus.CANCELLED,
             last_error="recipient is no longer a coordinator",

@@ -12,7 +12,8 @@ from aiogram.types import Update
 
 from bot import onboarding
 from bot.app import build_dispatcher
-from bot.onboarding import RedeemOutcome, RevokeOutcome
+from bot.notices import NoticeEvent, person_notice
+from bot.onboarding import PersonRef, RedeemOutcome, RevokeOutcome
 from bot.people import Access, resolve_actor
 from bot.plan_model import ParsedPlan
 from bot.settings import load_settings
@@ -117,16 +118,25 @@ async def test_a_revoked_coordinator_gets_no_more_coordinator_notices(plan: None
         for chat in (ADMIN, HELPER, 602)
     ]
     assert await enqueue(notices) == 3
+    # And a notification for them as a coordinator: someone joined with their invitation.
+    helper = PersonRef(HELPER, "王五", None)
+    joined = {"who_id": 701, "who_name": "张三", "department": "县建设局"}
+    invited = person_notice(
+        NoticeEvent.INVITE_USED_LEAD, helper, origin="m1.1", now=NOW, default_locale="zh", **joined
+    )
+    assert await enqueue(invited) == 1
 
     result = await onboarding.revoke(HELPER, by=ADMIN, admin_ids=(ADMIN,))
     assert result.outcome is RevokeOutcome.REVOKED
-    # The notice already queued for them is cancelled; the others still go out.
-    status = dict(await Delivery.all().values_list("chat_id", "status"))
+    # What was already queued for them is cancelled; the others still go out.
+    status = dict(await Delivery.filter(kind=DeliveryKind.NOTICE).values_list("chat_id", "status"))
     assert status == {
         ADMIN: DeliveryStatus.PENDING,
         HELPER: DeliveryStatus.CANCELLED,
         602: DeliveryStatus.PENDING,
     }
+    notification = await Delivery.get(kind=DeliveryKind.NOTIFICATION)
+    assert notification.status == DeliveryStatus.CANCELLED
     # The list of coordinators new notices go to (ADMIN_IDS plus granted) leaves them out.
     assert await onboarding.coordinator_ids((ADMIN,)) == {ADMIN, 602}
 

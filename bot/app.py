@@ -184,9 +184,10 @@ def create_app(settings: Settings) -> tuple[Bot, Dispatcher]:
     bot = build_bot(settings)
     dispatcher = build_dispatcher(settings)
     dispatcher.startup.register(on_startup)
-    if settings.scheduling:
-        render = make_renderer(settings, dispatcher["i18n"])
-        setup_scheduling(dispatcher, bot, settings, render=render)
+    # The sender always runs: notifications (bot.notices) go through it; SCHEDULING=false only
+    # turns off the planned sends (prompts, reminders, nudges, escalations, summaries).
+    render = make_renderer(settings, dispatcher["i18n"])
+    setup_scheduling(dispatcher, bot, settings, render=render, plan=settings.scheduling)
     return bot, dispatcher
 
 

@@ -17,7 +17,10 @@ actor middleware), else the row's payload `locale` (set when the row was planned
 - summary (周报): bot.summary_render's Telegram messages (or its document), then the chart as a
   photo; without the CJK font the text goes alone and a warning is logged;
 - notice: to coordinators — a person or chat the bot can no longer reach, or a year the working
-  calendar does not cover (key `calendar-uncovered:<year>`, see jobs.planning).
+  calendar does not cover (key `calendar-uncovered:<year>`, see jobs.planning);
+- notification: to a person, about what another person did — a support unit's report on a task
+  their unit leads, a change of their role (bot.notices). A row for a private chat with no
+  liaison id is rendered in the language of the person behind the chat, as for a liaison.
 
 None (the sender marks the row cancelled) when the send is no longer needed: a prompt, nudge or
 escalation whose department has reported for the cycle since it was planned (Report rows for
@@ -31,6 +34,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from typing import Any
 
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -38,13 +42,15 @@ from aiogram.utils.i18n import gettext as _
 from bot.chart import render_chart
 from bot.delivery import OutgoingMessage, Render, RenderResult
 from bot.i18n import pick_locale
+from bot.notices import render_notification
+from bot.plan_model import Role
 from bot.schedule import ScheduleConfig
 from bot.settings import SUPPORTED_LOCALES, Settings
 from bot.summary import WEEK
 from bot.summary_cli import load_weekly_summary
 from bot.summary_render import render_for_telegram
 from handlers.render import quote
-from handlers.reports import prompt_for, prompt_keyboard, target_line
+from handlers.reports import prompt_for, prompt_keyboard, role_label, status_label, target_line
 from storage import deliveries as ledger
 from storage import outbox
 from storage.deliveries import DeliveryKind, DeliveryRecord
@@ -78,7 +84,11 @@ def make_renderer(settings: Settings, i18n: I18n) -> Render:
 
 async def _locale(record: DeliveryRecord, settings: Settings) -> str | None:
     """The recipient's language; None when the row's liaison no longer serves its department."""
-    state = await outbox.liaison_state(record.liaison_id)
+    personal = record.kind is DeliveryKind.NOTIFICATION and record.chat_id > 0
+    if record.liaison_id is None and personal:
+        state = await outbox.person_state(record.chat_id)
+    else:
+        state = await outbox.liaison_state(record.liaison_id)
     if record.liaison_id is not None and (
         state is None
         or not state.active
@@ -269,9 +279,31 @@ async def _notice(record: DeliveryRecord) -> RenderResult:
     return OutgoingMessage("\n".join([_("⚠️ <b>Unreachable</b>"), text]))
 
 
+async def _notification(record: DeliveryRecord) -> RenderResult:
+    return await render_notification(record, _support_report)
+
+
+async def _support_report(payload: dict[str, Any], task_id: int | None) -> RenderResult:
+    """ "📣 Unit (support) reported on Task: status", then the report's opening (bot.notices)."""
+    tasks = await outbox.tasks_by_id([task_id] if task_id else [])
+    if not tasks:
+        return None  # the task was withdrawn since
+    lines = [
+        _("📣 {department} {role} reported on {task}: {status}").format(
+            department=quote(str(payload.get("department") or "")),
+            role=role_label(Role.SUPPORT),
+            task=_task_name(tasks[0].code, tasks[0].title),
+            status=status_label(str(payload.get("status"))),
+        ),
+        quote(str(payload.get("text") or "")),
+    ]
+    return OutgoingMessage("\n".join(lines))
+
+
 _RENDERERS: dict[DeliveryKind, Callable[[DeliveryRecord], Awaitable[RenderResult]]] = {
     DeliveryKind.PROMPT: _prompt,
     DeliveryKind.NUDGE: _nudge,
     DeliveryKind.REMINDER: _reminder,
     DeliveryKind.NOTICE: _notice,
+    DeliveryKind.NOTIFICATION: _notification,
 }

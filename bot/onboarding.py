@@ -24,6 +24,7 @@ import difflib
 import hashlib
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -240,12 +241,13 @@ async def redeem_invitation(
     username: str | None = None,
     is_coordinator: bool = False,
     now: datetime | None = None,
+    then: Callable[[RedeemResult], Awaitable[object]] | None = None,
 ) -> Redemption:
     """Bind the sender to the invitation's department, or say why not (binding nothing).
 
     A sender with INVITE_ATTEMPTS failures in the last INVITE_ATTEMPT_WINDOW is refused
     (LIMITED) without the token being looked at; an unknown, used or expired token counts as a
-    failure.
+    failure. `then(result)` runs in the binding's transaction, once bound (the notices).
     """
     now = now or datetime.now(UTC)
     failures = await store.recent_failed_attempts(user_id, now - INVITE_ATTEMPT_WINDOW)
@@ -260,6 +262,7 @@ async def redeem_invitation(
             username=username,
             now=now,
             is_coordinator=is_coordinator,
+            then=then,
         )
     else:
         result = RedeemResult(RedeemOutcome.UNKNOWN)
@@ -314,12 +317,16 @@ async def grant(
     full_name: str = "",
     username: str | None = None,
     admin_ids: tuple[int, ...] = (),
+    then: Callable[[GrantResult], Awaitable[object]] | None = None,
 ) -> GrantResult:
-    """Make someone a coordinator (an ADMIN_IDS member already is one)."""
+    """Make someone a coordinator (an ADMIN_IDS member already is one); `then(result)` runs in
+    the same transaction, once granted (the notices)."""
     if user_id in admin_ids:
         person = await store.person_ref(user_id) or PersonRef(user_id, full_name, None)
         return GrantResult(GrantOutcome.ALREADY, person)
-    result = await store.grant_coordinator(user_id, full_name=full_name, username=username)
+    result = await store.grant_coordinator(
+        user_id, full_name=full_name, username=username, then=then
+    )
     if not result.person.full_name and full_name:
         return replace(result, person=replace(result.person, full_name=full_name))
     return result
@@ -330,9 +337,15 @@ async def coordinator_ids(admin_ids: tuple[int, ...]) -> set[int]:
 
 
 async def revoke(
-    user_id: int, *, by: int, admin_ids: tuple[int, ...], now: datetime | None = None
+    user_id: int,
+    *,
+    by: int,
+    admin_ids: tuple[int, ...],
+    now: datetime | None = None,
+    then: Callable[[RevokeResult], Awaitable[object]] | None = None,
 ) -> RevokeResult:
-    """Take coordinator rights back from someone granted them, and their open invitations.
+    """Take coordinator rights back from someone granted them, and their open invitations;
+    `then(result)` runs in the same transaction, once revoked (the notices).
 
     An ADMIN_IDS member stays a coordinator by configuration (CONFIGURED): nothing changes,
     their invitations included, since they can go on making new ones anyway.
@@ -344,22 +357,36 @@ async def revoke(
         return RevokeResult(RevokeOutcome.NOT_COORDINATOR, await store.person_ref(user_id))
     if coordinators == {user_id}:
         return RevokeResult(RevokeOutcome.LAST, await store.person_ref(user_id))
-    revocation = await store.revoke_coordinator(user_id, now or datetime.now(UTC))
+
+    def result_of(revocation: store.Revocation) -> RevokeResult:
+        return RevokeResult(
+            RevokeOutcome.REVOKED,
+            revocation.person,
+            self_revoked=user_id == by,
+            invitations=revocation.invitations,
+        )
+
+    async def announce(revocation: store.Revocation) -> None:
+        if then is not None:
+            await then(result_of(revocation))
+
+    revocation = await store.revoke_coordinator(user_id, now or datetime.now(UTC), then=announce)
     if revocation is None:  # revoked meanwhile by someone else
         return RevokeResult(RevokeOutcome.NOT_COORDINATOR)
-    return RevokeResult(
-        RevokeOutcome.REVOKED,
-        revocation.person,
-        self_revoked=user_id == by,
-        invitations=revocation.invitations,
-    )
+    return result_of(revocation)
 
 
-async def unbind(user_id: int, *, admin_ids: tuple[int, ...] = ()) -> UnbindResult:
-    """Remove a liaison from their department (they become a guest; their reports stay)."""
+async def unbind(
+    user_id: int,
+    *,
+    admin_ids: tuple[int, ...] = (),
+    then: Callable[[UnbindResult], Awaitable[object]] | None = None,
+) -> UnbindResult:
+    """Remove a liaison from their department (they become a guest; their reports stay);
+    `then(result)` runs in the same transaction, once unbound (the notices)."""
     if user_id in admin_ids:
         return UnbindResult(UnbindOutcome.COORDINATOR, await store.person_ref(user_id))
-    return await store.unbind_liaison(user_id)
+    return await store.unbind_liaison(user_id, then=then)
 
 
 # Coordination group and bot username -----------------------------------------------------------

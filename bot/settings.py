@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     # left unconfirmed: Telegram delivers them again after the restart).
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=600)
     # Scheduled prompts, reminders, nudges and summaries; off only for tests of other features
-    # (their fixtures must not depend on which day the suite runs).
+    # (their fixtures must not depend on which day the suite runs). Off, the sender still runs:
+    # notifications to people (bot.notices) and unreachable notices still go out.
     scheduling: bool = True
 
     # Scheduling (bot.schedule.ScheduleConfig.from_settings reads these), in `timezone`.

@@ -614,6 +614,7 @@ def _kind(issue: DeliveryIssue, q: Callable[[str], str]) -> str:
         "escalation": _("escalation"),
         "summary": _("weekly summary"),
         "notice": _("notice"),
+        "notification": _("notification"),
     }.get(str(issue.kind), q(str(issue.kind)))
 
 

@@ -22,7 +22,8 @@ import logging
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
@@ -34,14 +35,18 @@ from aiogram.utils.i18n import lazy_gettext as __
 
 from bot import onboarding
 from bot.commands import COORDINATION_MENU, command_menu
-from bot.i18n import pick_locale
+from bot.notices import NoticeEvent, Waker, enqueue_notices, person_notice, update_origin, who
 from bot.onboarding import (
     GrantOutcome,
+    GrantResult,
     PersonRef,
     RedeemOutcome,
+    RedeemResult,
     Redemption,
     RevokeOutcome,
+    RevokeResult,
     UnbindOutcome,
+    UnbindResult,
     UnknownDepartmentError,
 )
 from bot.people import Access, Actor
@@ -67,10 +72,7 @@ def _when(moment: datetime, settings: Settings) -> str:
 
 def _who(user_id: int, person: PersonRef | None = None, name: str = "") -> str:
     """“张三 (12345)”, escaped; just the id when the bot knows no name."""
-    full_name = (person.full_name if person else "") or name
-    if not full_name:
-        return f"<code>{user_id}</code>"
-    return _("{name} (<code>{id}</code>)").format(name=quote(full_name), id=user_id)
+    return who(user_id, (person.full_name if person else "") or name)
 
 
 def task_lines(tasks: tuple[DepartmentTask, ...]) -> list[str]:
@@ -162,20 +164,88 @@ async def answer_long(message: Message, text: str) -> None:
 # Telling the people concerned -------------------------------------------------------------------
 
 
-async def notify(
-    bot: Bot,
-    i18n: I18n,
-    settings: Settings,
-    person: PersonRef | None,
-    render: Callable[[], str],
-) -> None:
-    """A private message in the person's language; silently skipped when Telegram refuses it."""
-    if person is None:
-        return
-    with i18n.use_locale(pick_locale(person.locale, person.language_code, settings.default_locale)):
-        text = render()
-    with suppress(TelegramForbiddenError, TelegramBadRequest):
-        await bot.send_message(person.telegram_user_id, text)
+Event = tuple[NoticeEvent, PersonRef | None, dict[str, object]]
+
+
+R = TypeVar("R")
+
+
+class Notices(Generic[R]):
+    """The notices a command's change causes, for people other than the sender.
+
+    Passed as the service's `then`, it writes them to the ledger (bot.notices) in the change's
+    own transaction: both are stored or neither. `wake()` once it is committed sends them at
+    once. Keys name the update, so a redelivered update adds nothing."""
+
+    def __init__(
+        self,
+        message: Message,
+        settings: Settings,
+        sender: Waker | None,
+        clock: Callable[[], datetime] | None,
+        events: Callable[[R], list[Event]],
+    ) -> None:
+        self._origin = update_origin(message.chat.id, message.message_id)
+        self._settings = settings
+        self._sender = sender
+        self._clock = clock
+        self._events = events
+        self.added = 0
+
+    async def __call__(self, result: R) -> None:
+        now = self._clock() if self._clock is not None else datetime.now(UTC)
+        rows = [
+            row
+            for event, person, values in self._events(result)
+            for row in person_notice(
+                event,
+                person,
+                origin=self._origin,
+                now=now,
+                default_locale=self._settings.default_locale,
+                **values,
+            )
+        ]
+        self.added += await enqueue_notices(rows, None)  # woken once committed: wake()
+
+    def wake(self) -> None:
+        if self.added and self._sender is not None:
+            self._sender.wake()
+
+
+def _redeem_events(result: RedeemResult, user_id: int, name: str) -> list[Event]:
+    if result.department is None:
+        return []
+    joined = {"who_id": user_id, "who_name": name, "department": result.department.name}
+    previous = result.previous_department.name if result.previous_department else None
+    invited = NoticeEvent.INVITE_USED_LEAD if result.is_lead else NoticeEvent.INVITE_USED_DEPUTY
+    return [
+        (invited, result.created_by, joined),
+        (NoticeEvent.LEAD_REPLACED, result.replaced_lead, joined),
+        (NoticeEvent.NOW_LEAD, result.promoted if previous else None, {"department": previous}),
+    ]
+
+
+def _grant_events(result: GrantResult) -> list[Event]:
+    left = result.left_department.name if result.left_department else None
+    return [
+        (NoticeEvent.NOW_COORDINATOR, result.person, {}),
+        (NoticeEvent.NOW_LEAD, result.promoted if left else None, {"department": left}),
+    ]
+
+
+def _revoke_events(result: RevokeResult) -> list[Event]:
+    if result.self_revoked:
+        return []
+    return [(NoticeEvent.RIGHTS_WITHDRAWN, result.person, {})]
+
+
+def _unbind_events(result: UnbindResult) -> list[Event]:
+    department = result.department.name if result.department else None
+    return [
+        (NoticeEvent.LIAISON_ENDED, result.person, {"department": department}),
+        (NoticeEvent.NOW_LEAD, result.promoted, {"department": department}),
+    ]
 
 
 async def set_coordinator_menu(bot: Bot, i18n: I18n, settings: Settings, user_id: int) -> None:
@@ -293,59 +363,34 @@ async def redeem(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     if actor is None:  # no person to bind (a message without a sender): silence
         return
-    sender = message.from_user
+    author = message.from_user
+    name = author.full_name if author else actor.full_name
+    notices = Notices(
+        message,
+        settings,
+        sender,
+        clock,
+        lambda result: _redeem_events(result, actor.user_id, name),
+    )
     redemption = await onboarding.redeem_invitation(
         (command.args or "").strip(),
         user_id=actor.user_id,
-        full_name=sender.full_name if sender else actor.full_name,
-        username=sender.username if sender else None,
+        full_name=name,
+        username=author.username if author else None,
         is_coordinator=actor.is_coordinator,
+        then=notices,
     )
     result = redemption.result
     if result.outcome not in (RedeemOutcome.BOUND, RedeemOutcome.ALREADY_MEMBER):
         await message.answer(refusal(redemption, settings))
         return
-    name = sender.full_name if sender else actor.full_name
     await answer_long(message, greeting(redemption, name))
-    if result.outcome is not RedeemOutcome.BOUND or result.department is None:
-        return
-    department = result.department.name
-    if result.created_by is not None:
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.created_by,
-            lambda: (
-                _("{who} joined {department} as its lead liaison with your invitation.")
-                if result.is_lead
-                else _("{who} joined {department} as a deputy liaison with your invitation.")
-            ).format(who=_who(actor.user_id, name=name), department=quote(department)),
-        )
-    if result.replaced_lead is not None:
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.replaced_lead,
-            lambda: _(
-                "{who} is now the lead liaison of {department}; you remain a deputy liaison."
-            ).format(who=_who(actor.user_id, name=name), department=quote(department)),
-        )
-    if result.promoted is not None and result.previous_department is not None:
-        previous = result.previous_department.name
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.promoted,
-            lambda: _("You are now the lead liaison of {department}.").format(
-                department=quote(previous)
-            ),
-        )
+    notices.wake()
 
 
 async def redeem_in_group(message: Message) -> None:
@@ -445,6 +490,8 @@ async def grant(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     target = await _coordinator_target(
         message,
@@ -457,11 +504,13 @@ async def grant(
     )
     if target is None:
         return
+    notices = Notices(message, settings, sender, clock, _grant_events)
     result = await onboarding.grant(
         target.user_id,
         full_name=target.full_name,
         username=target.username,
         admin_ids=settings.admin_ids,
+        then=notices,
     )
     who = _who(target.user_id, result.person, target.full_name)
     if result.outcome is GrantOutcome.ALREADY:
@@ -483,24 +532,7 @@ async def grant(
         )
     await message.answer("\n".join(lines))
     await set_coordinator_menu(bot, i18n, settings, target.user_id)
-    await notify(
-        bot,
-        i18n,
-        settings,
-        result.person,
-        lambda: _("You are now a coordinator. Send /help to see your commands."),
-    )
-    if result.promoted is not None and result.left_department is not None:
-        left = result.left_department.name
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.promoted,
-            lambda: _("You are now the lead liaison of {department}.").format(
-                department=quote(left)
-            ),
-        )
+    notices.wake()
 
 
 async def revoke(
@@ -511,6 +543,8 @@ async def revoke(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     target = await _coordinator_target(
         message,
@@ -520,7 +554,10 @@ async def revoke(
     )
     if target is None:
         return
-    result = await onboarding.revoke(target.user_id, by=actor.user_id, admin_ids=settings.admin_ids)
+    notices = Notices(message, settings, sender, clock, _revoke_events)
+    result = await onboarding.revoke(
+        target.user_id, by=actor.user_id, admin_ids=settings.admin_ids, then=notices
+    )
     who = _who(target.user_id, result.person, target.full_name)
     if result.outcome is RevokeOutcome.CONFIGURED:
         text = _(
@@ -550,14 +587,7 @@ async def revoke(
     if result.outcome is not RevokeOutcome.REVOKED:
         return
     await clear_chat_menu(bot, target.user_id)
-    if not result.self_revoked:
-        await notify(
-            bot,
-            i18n,
-            settings,
-            result.person,
-            lambda: _("Your coordinator rights have been withdrawn."),
-        )
+    notices.wake()
 
 
 async def unbind(
@@ -568,6 +598,8 @@ async def unbind(
     i18n: I18n,
     bot: Bot,
     actor: Actor | None = None,
+    sender: Waker | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> None:
     target = await _coordinator_target(
         message,
@@ -577,7 +609,8 @@ async def unbind(
     )
     if target is None:
         return
-    result = await onboarding.unbind(target.user_id, admin_ids=settings.admin_ids)
+    notices = Notices(message, settings, sender, clock, _unbind_events)
+    result = await onboarding.unbind(target.user_id, admin_ids=settings.admin_ids, then=notices)
     who = _who(target.user_id, result.person, target.full_name)
     if result.outcome is UnbindOutcome.UNKNOWN:
         await message.answer(_("I know nobody with the id {id}.").format(id=target.user_id))
@@ -604,24 +637,7 @@ async def unbind(
             )
         )
     await message.answer("\n".join(lines))
-    await notify(
-        bot,
-        i18n,
-        settings,
-        result.person,
-        lambda: _("You are no longer a liaison of {department}. Thank you for your work!").format(
-            department=quote(department)
-        ),
-    )
-    await notify(
-        bot,
-        i18n,
-        settings,
-        result.promoted,
-        lambda: _("You are now the lead liaison of {department}.").format(
-            department=quote(department)
-        ),
-    )
+    notices.wake()
 
 
 # /bindgroup and group migration -----------------------------------------------------------------

@@ -38,9 +38,6 @@ from typing import Annotated, Any
 from aiogram import BaseMiddleware, Bot, F, Router
 from aiogram.exceptions import (
     TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
 )
 from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackData
@@ -52,7 +49,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
-from bot.i18n import pick_locale
+from bot.notices import Waker, support_report_notices
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
 from bot.reports import (
@@ -82,6 +79,8 @@ from bot.reports import (
 )
 from bot.settings import Settings
 from handlers.render import Button, in_rows, keyboard, quote
+from storage import deliveries as ledger
+from storage.deliveries import NewDelivery
 from storage.enums import ReportStatus
 from storage.reports import (
     NewReport,
@@ -105,7 +104,6 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 8
 PREVIEW_TEXT = 1500  # characters of the report text shown back for confirmation
-NOTIFY_TEXT = 300  # characters of a support unit's report in a lead liaison's notification
 TITLE_IN_BUTTON = 24
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
@@ -1026,9 +1024,12 @@ async def confirm(
     i18n: I18n,
     actor: Actor | None = None,
     clock: Callable[[], datetime] | None = None,
+    sender: Waker | None = None,
 ) -> None:
     """Store the report. `clock` (workflow data, aware UTC) names the moment, and so the cycle
-    the report answers; tests inject virtual time with it."""
+    the report answers; tests inject virtual time with it. A support unit's report is told to
+    the lead unit's liaisons through the ledger (bot.notices); `sender` (workflow data) is woken
+    to send it at once."""
     data = await _flow_matches(callback, state, callback_data.flow)
     if data is None:
         return
@@ -1056,6 +1057,25 @@ async def confirm(
             callback, _receipt(task, report, settings, updated=True), _manage_keyboard(report.id)
         )
         return
+    notices: list[NewDelivery] = []
+
+    async def notify_leads(report_id: int) -> None:
+        if task.role is Role.SUPPORT:  # the lead unit's liaisons are told, in the same transaction
+            notices.extend(
+                support_report_notices(
+                    await lead_liaisons(task.id),
+                    report_id=report_id,
+                    task_id=task.id,
+                    department_name=actor.department_name or "",
+                    status=status,
+                    text=text,
+                    author_user_id=actor.user_id,
+                    now=now,
+                    default_locale=settings.default_locale,
+                )
+            )
+            await ledger.enqueue(notices)
+
     report = await create_report(
         NewReport(
             task_id=task.id,
@@ -1070,7 +1090,8 @@ async def confirm(
             cycle_key=await report_cycle(task, actor.department_id, now, settings),
             created_at=now,
             parts=_draft_parts(data),
-        )
+        ),
+        then=notify_leads,
     )
     await state.clear()
     if report is None:  # the same report arrived twice: the first one is stored
@@ -1080,8 +1101,8 @@ async def confirm(
     await _show(
         callback, _receipt(task, report, settings, updated=False), _manage_keyboard(report.id)
     )
-    if task.role is Role.SUPPORT:
-        await _notify_leads(bot, i18n, settings=settings, task=task, report=report, actor=actor)
+    if notices and sender is not None:
+        sender.wake()  # the notifications go out now, not at the sender's next look
 
 
 def _draft_parts(data: dict) -> tuple[tuple[int, str], ...]:
@@ -1430,45 +1451,6 @@ async def _edit_draft(message: Message, state: FSMContext, data: dict, actor: Ac
     if await state.get_state() in (ReportFlow.resolving.state, ReportFlow.confirming.state):
         await state.set_state(ReportFlow.collecting)  # until _finish has checked the new text
         await _finish(message, state, actor, data)
-
-
-# -- lead units see their support units' reports ---------------------------------------------------
-
-
-async def _notify_leads(
-    bot: Bot,
-    i18n: I18n,
-    *,
-    settings: Settings,
-    task: ReportTask,
-    report: ReportRecord,
-    actor: Actor,
-) -> None:
-    for recipient in await lead_liaisons(task.id):
-        if recipient.telegram_user_id == actor.user_id:
-            continue
-        locale = pick_locale(recipient.locale, recipient.language_code, settings.default_locale)
-        with i18n.use_locale(locale):
-            text = "\n".join(
-                [
-                    _("📣 {department} {role} reported on {task}: {status}").format(
-                        department=quote(report.department_name),
-                        role=role_label(Role.SUPPORT),
-                        task=task_heading(task),
-                        status=status_label(report.status),
-                    ),
-                    quote(excerpt(report.text, NOTIFY_TEXT)),
-                ]
-            )
-        try:
-            await bot.send_message(recipient.telegram_user_id, text)
-        except (
-            TelegramForbiddenError,
-            TelegramBadRequest,
-            TelegramRetryAfter,
-            TelegramNetworkError,
-        ):
-            log.warning("Could not notify liaison %s of report %s", recipient.liaison_id, report.id)
 
 
 async def prompt_for(task_id: int) -> tuple[str, InlineKeyboardMarkup] | None:

@@ -56,8 +56,12 @@ def setup_scheduling(
     limits: SenderLimits | None = None,
     clock: Clock | None = None,
     sleep: Sleep | None = None,
+    plan: bool = True,
 ) -> None:
-    """Start the scheduler and the sender with the dispatcher, stop them with it."""
+    """Start the scheduler and the sender with the dispatcher, stop them with it.
+
+    `plan=False` (SCHEDULING=false): no planning job, so no scheduled sends; the sender still
+    sends what handlers put in the ledger (bot.notices) and the unreachable notices."""
     state: dict[str, Runtime] = {}
 
     async def start_scheduling() -> None:
@@ -66,9 +70,13 @@ def setup_scheduling(
             bot,
             settings,
             render=render or dispatcher.workflow_data.get("delivery_render"),
-            planner=planner
-            or dispatcher.workflow_data.get("delivery_planner")
-            or schedule_planner(settings),
+            planner=(
+                planner
+                or dispatcher.workflow_data.get("delivery_planner")
+                or schedule_planner(settings)
+            )
+            if plan
+            else None,
             limits=limits or SenderLimits.from_settings(settings),
             clock=clock or dispatcher.workflow_data.get("delivery_clock"),
             sleep=sleep or dispatcher.workflow_data.get("delivery_sleep"),
@@ -141,7 +149,8 @@ async def _start(
     if reset or expired:
         log.info("Ledger at start: %d sends back from in flight, %d expired", reset, len(expired))
 
-    add_planning_job(scheduler, runtime_id, settings.tz, run_now_at=now)
+    if planner is not None:
+        add_planning_job(scheduler, runtime_id, settings.tz, run_now_at=now)
     add_safety_job(scheduler, runtime_id)
     scheduler.start()
     if render is None:

@@ -341,6 +341,7 @@ class DeliveryKind(StrEnum):
     ESCALATION = "escalation"  # 通报 in the coordination group
     SUMMARY = "summary"  # 周报
     NOTICE = "notice"  # a note to coordinators, e.g. a chat the bot can no longer reach
+    NOTIFICATION = "notification"  # to a person, of what another did (bot.notices)
 
 
 class DeliveryStatus(StrEnum):

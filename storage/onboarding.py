@@ -16,6 +16,7 @@ lead and the former lead a deputy.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -213,8 +214,10 @@ async def redeem_invite(
     username: str | None,
     now: datetime,
     is_coordinator: bool = False,
+    then: Callable[[RedeemResult], Awaitable[object]] | None = None,
 ) -> RedeemResult:
-    """Use the invitation to bind `user_id` to its department; all or nothing.
+    """Use the invitation to bind `user_id` to its department; all or nothing. `then(result)`
+    runs in the binding's transaction (the notices that announce it: both or neither).
 
     A refused invitation (unknown, used, expired) changes nothing; neither does one opened by a
     coordinator (`is_coordinator`: ADMIN_IDS, which have no row to check) or by someone who
@@ -246,10 +249,13 @@ async def redeem_invite(
                 RedeemOutcome.USED, invite.department
             )
         result = await _bind(invite, user_id, full_name, username, now)
-    creator = None
-    if invite.created_by is not None:  # an ADMIN_IDS coordinator may have no row
-        creator = await _person_ref(invite.created_by) or PersonRef(invite.created_by, "", None)
-    return replace(result, created_by=creator, expires_at=invite.expires_at)
+        creator = None
+        if invite.created_by is not None:  # an ADMIN_IDS coordinator may have no row
+            creator = await _person_ref(invite.created_by) or PersonRef(invite.created_by, "", None)
+        result = replace(result, created_by=creator, expires_at=invite.expires_at)
+        if then is not None:
+            await then(result)
+    return result
 
 
 def _refusal(invite: InviteRecord | None, now: datetime) -> RedeemResult | None:
@@ -391,9 +397,14 @@ async def granted_coordinator_ids() -> list[int]:
 
 
 async def grant_coordinator(
-    user_id: int, *, full_name: str = "", username: str | None = None
+    user_id: int,
+    *,
+    full_name: str = "",
+    username: str | None = None,
+    then: Callable[[GrantResult], Awaitable[object]] | None = None,
 ) -> GrantResult:
-    """Make `user_id` a coordinator. A liaison gives up their department (deputy takes over)."""
+    """Make `user_id` a coordinator. A liaison gives up their department (deputy takes over).
+    `then(result)` runs in the same transaction, once granted."""
     async with in_transaction():
         person = await Liaison.select_for_update().get_or_none(telegram_user_id=user_id)
         if person is not None and person.active and person.role is LiaisonRole.COORDINATOR:
@@ -421,7 +432,10 @@ async def grant_coordinator(
                 setattr(person, name, value)
             await person.save(update_fields=[*values, "updated_at"])
         promoted = await _promote_if_leaderless(left.id) if left else None
-    return GrantResult(GrantOutcome.GRANTED, _ref(person), left, promoted)
+        result = GrantResult(GrantOutcome.GRANTED, _ref(person), left, promoted)
+        if then is not None:
+            await then(result)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,12 +447,16 @@ class Revocation:
     notices: int  # coordinator notices still waiting for them, now cancelled
 
 
-async def revoke_coordinator(user_id: int, now: datetime) -> Revocation | None:
+async def revoke_coordinator(
+    user_id: int, now: datetime, *, then: Callable[[Revocation], Awaitable[object]] | None = None
+) -> Revocation | None:
     """Take coordinator rights from a granted coordinator (they become a guest); None if not one.
 
     In the same transaction their open invitations stop working (`revoked_at`, the rows stay)
-    and the coordinator notices queued for their private chat are cancelled: what they started
-    as a coordinator does not outlive their rights, and they hear nothing more as one.
+    and the coordinator notices and notifications (bot.notices: "someone joined with your
+    invitation") queued for their private chat are cancelled: what they started as a
+    coordinator does not outlive their rights, and they hear nothing more as one. The notice
+    that tells them so is written after, by `then`.
     """
     async with in_transaction():
         person = await Liaison.select_for_update().get_or_none(telegram_user_id=user_id)
@@ -449,13 +467,18 @@ async def revoke_coordinator(user_id: int, now: datetime) -> Revocation | None:
         await person.save(update_fields=["role", "active", "updated_at"])
         invitations = await revoke_invitations_of(user_id, now)
         notices = await Delivery.filter(
-            kind=DeliveryKind.NOTICE, chat_id=user_id, status=DeliveryStatus.PENDING
+            kind__in=(DeliveryKind.NOTICE, DeliveryKind.NOTIFICATION),
+            chat_id=user_id,
+            status=DeliveryStatus.PENDING,
         ).update(
             status=DeliveryStatus.CANCELLED,
             last_error="recipient is no longer a coordinator",
             updated_at=now,
         )
-    return Revocation(_ref(person), invitations, notices)
+        revocation = Revocation(_ref(person), invitations, notices)
+        if then is not None:  # in the same transaction (the notice that announces it)
+            await then(revocation)
+    return revocation
 
 
 async def revoke_invitations_of(created_by: int, now: datetime) -> int:
@@ -465,8 +488,11 @@ async def revoke_invitations_of(created_by: int, now: datetime) -> int:
     ).update(revoked_at=now)
 
 
-async def unbind_liaison(user_id: int) -> UnbindResult:
+async def unbind_liaison(
+    user_id: int, *, then: Callable[[UnbindResult], Awaitable[object]] | None = None
+) -> UnbindResult:
     """Deactivate a liaison: they become a guest, their reports stay; a deputy may take the lead.
+    `then(result)` runs in the same transaction, once unbound.
 
     The row keeps its department (who used to answer for it), but inactive rows never count.
     """
@@ -487,7 +513,10 @@ async def unbind_liaison(user_id: int) -> UnbindResult:
         await person.save(update_fields=["active", "is_lead", "updated_at"])
         promoted = await _promote_if_leaderless(department.id) if was_lead else None
         reports = await Report.filter(liaison_id=person.id).count()
-    return UnbindResult(UnbindOutcome.UNBOUND, _ref(person), department, reports, promoted)
+        result = UnbindResult(UnbindOutcome.UNBOUND, _ref(person), department, reports, promoted)
+        if then is not None:
+            await then(result)
+    return result
 
 
 # Failed invitation attempts ---------------------------------------------------------------------

@@ -124,6 +124,15 @@ async def liaison_state(liaison_id: int | None) -> LiaisonState | None:
     )
 
 
+async def person_state(chat_id: int) -> LiaisonState | None:
+    """The language of the person behind a private chat (its id is their Telegram id), whatever
+    their role: a notification may tell someone who no longer serves any department."""
+    rows = await Liaison.filter(telegram_user_id=chat_id).values("locale", "language_code")
+    if not rows:
+        return None
+    return LiaisonState(rows[0]["locale"], True, None, rows[0]["language_code"])
+
+
 async def person_by_chat(chat_id: int) -> PersonBrief | None:
     """The person behind a private chat (its id is their Telegram id), with their department."""
     row = await Liaison.filter(telegram_user_id=chat_id).values(

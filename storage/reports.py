@@ -7,7 +7,7 @@ longer count: `task_reports` leaves them out unless asked.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -219,12 +219,17 @@ async def task_for_department(task_id: int, department_id: int) -> ReportTask | 
     return await _report_task(task_id, department_id)
 
 
-async def create_report(new: NewReport) -> ReportRecord | None:
+async def create_report(
+    new: NewReport, *, then: Callable[[int], Awaitable[object]] | None = None
+) -> ReportRecord | None:
     """Store a report and its parts; None when (chat_id, message_id) of the report or of one of
-    its parts is already stored (a duplicated update)."""
+    its parts is already stored (a duplicated update). `then(report_id)` runs in the same
+    transaction (the notifications the report causes: both are stored, or neither)."""
     try:
         async with in_transaction():
             report = await _create_report(new)
+            if then is not None:
+                await then(report.id)
     except IntegrityError:
         return None
     return await get_report(report.id)

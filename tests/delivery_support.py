@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot.delivery import OutgoingMessage, Sender
 from bot.telegram_emulator import TelegramEmulator
@@ -70,3 +71,26 @@ async def statuses() -> dict[str, ledger.DeliveryStatus]:
     from storage.models import Delivery
 
     return {row.key: ledger.DeliveryStatus(row.status) for row in await Delivery.all()}
+
+
+async def notifications(dispatcher: Any, *, settle: bool = True) -> list[tuple[int, str]]:
+    """The pending notification rows in the ledger, rendered as the sender would render them
+    (bot.messages, in each recipient's language): (chat id, text) in ledger order. `settle`
+    marks them sent, so the next call shows only the new ones."""
+    from bot.messages import make_renderer
+    from storage.models import Delivery
+
+    render = make_renderer(dispatcher["settings"], dispatcher["i18n"])
+    found = []
+    pending = await Delivery.filter(
+        kind=DeliveryKind.NOTIFICATION, status=ledger.DeliveryStatus.PENDING
+    ).order_by("id")
+    for row in pending:
+        record = await ledger.get_delivery(row.id)
+        assert record is not None
+        message = await render(record)
+        assert isinstance(message, OutgoingMessage), (record.key, message)
+        found.append((record.chat_id, message.text))
+        if settle:
+            await Delivery.filter(id=row.id).update(status=ledger.DeliveryStatus.SENT)
+    return found

@@ -12,7 +12,8 @@ from aiogram.types import Update
 
 from bot import onboarding
 from bot.app import build_dispatcher
-from bot.onboarding import RedeemOutcome, RevokeOutcome
+from bot.notices import NoticeEvent, person_notice
+from bot.onboarding import PersonRef, RedeemOutcome, RevokeOutcome
 from bot.people import Access, resolve_actor
 from bot.plan_model import ParsedPlan
 from bot.settings import load_settings
@@ -25,6 +26,7 @@ from storage.models import (
     Liaison,
 )
 from storage.plans import import_plan
+from tests.delivery_support import notifications
 from tests.handler_support import message_update, user
 from tests.mocked_bot import MockedBot
 
@@ -116,16 +118,25 @@ async def test_a_revoked_coordinator_gets_no_more_coordinator_notices(plan: None
         for chat in (ADMIN, HELPER, 602)
     ]
     assert await enqueue(notices) == 3
+    # And a notification for them as a coordinator: someone joined with their invitation.
+    helper = PersonRef(HELPER, "王五", None)
+    joined = {"who_id": 701, "who_name": "张三", "department": "县建设局"}
+    invited = person_notice(
+        NoticeEvent.INVITE_USED_LEAD, helper, origin="m1.1", now=NOW, default_locale="zh", **joined
+    )
+    assert await enqueue(invited) == 1
 
     result = await onboarding.revoke(HELPER, by=ADMIN, admin_ids=(ADMIN,))
     assert result.outcome is RevokeOutcome.REVOKED
-    # The notice already queued for them is cancelled; the others still go out.
-    status = dict(await Delivery.all().values_list("chat_id", "status"))
+    # What was already queued for them is cancelled; the others still go out.
+    status = dict(await Delivery.filter(kind=DeliveryKind.NOTICE).values_list("chat_id", "status"))
     assert status == {
         ADMIN: DeliveryStatus.PENDING,
         HELPER: DeliveryStatus.CANCELLED,
         602: DeliveryStatus.PENDING,
     }
+    notification = await Delivery.get(kind=DeliveryKind.NOTIFICATION)
+    assert notification.status == DeliveryStatus.CANCELLED
     # The list of coordinators new notices go to (ADMIN_IDS plus granted) leaves them out.
     assert await onboarding.coordinator_ids((ADMIN,)) == {ADMIN, 602}
 
@@ -150,10 +161,13 @@ async def test_revoke_in_chat_says_so_and_the_invitation_is_refused_like_an_expi
         sent[0].text
         == "王五（<code>601</code>）已不再是督办人员。\n其发出的未使用邀请（1个）已失效。"
     )
-    assert [m.chat_id for m in sent[1:]] == [HELPER]  # told once, that their rights are gone
+    assert len(sent) == 1  # the person is told through the ledger
+    # told once, that their rights are gone
+    assert [chat for chat, text in await notifications(dispatcher) if "督办" in text] == [HELPER]
 
     sent = await _send(dispatcher, bot, message_update(user(701, "张三"), f"/start {token}"))
     assert len(sent) == 1 and sent[0].chat_id == 701  # its creator hears nothing
+    assert await notifications(dispatcher) == []
     assert sent[0].text.startswith("该邀请已于") and "过期" in sent[0].text
     english = user(702, "Li", language_code="en")
     sent = await _send(dispatcher, bot, message_update(english, f"/start {token}"))

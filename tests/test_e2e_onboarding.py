@@ -24,7 +24,8 @@ from bot.people import Access, resolve_actor
 from bot.plan_model import ParsedPlan
 from bot.settings import Settings, load_settings
 from bot.telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
-from storage.models import InviteToken, Liaison
+from storage.deliveries import DeliveryKind, DeliveryStatus
+from storage.models import Delivery, InviteToken, Liaison
 from storage.plans import import_plan
 from tests.emulator_fixtures import BOT_USERNAME, polling, tg_fixture  # noqa: F401
 
@@ -145,6 +146,14 @@ async def test_invite_grant_and_deputies_in_english(running: TelegramEmulator):
     # does not know the reader's Telegram language.
     told = await tg.wait_for_message(chat_id=admin)
     assert told.text == f"Zhang（{lead.id}）已通过您的邀请加入县建设局，担任主联络员。"
+    # It went through the ledger and the one sender (bot.notices), not straight from the handler.
+    await eventually(
+        lambda: Delivery.filter(
+            kind=DeliveryKind.NOTIFICATION, chat_id=ADMIN, status=DeliveryStatus.SENT
+        ).exists()
+    )
+    row = await Delivery.get(kind=DeliveryKind.NOTIFICATION, chat_id=ADMIN)
+    assert row.message_id == told.message_id
 
     # A coordinator opening an invitation keeps it for the liaison.
     reply = await ask(tg, admin, "/invite 县建设局")

@@ -14,8 +14,9 @@ from bot.app import build_dispatcher
 from bot.people import Access, resolve_actor
 from bot.plan_model import ParsedPlan
 from bot.settings import load_settings
-from storage.models import InviteToken, Liaison
+from storage.models import Delivery, DeliveryKind, InviteToken, Liaison
 from storage.plans import import_plan
+from tests.delivery_support import notifications
 from tests.handler_support import group_chat, message_update, private_chat, user
 from tests.mocked_bot import BOT_USERNAME, MockedBot
 
@@ -72,10 +73,12 @@ async def test_invite_then_start_token_binds_and_greets_in_chinese(dispatcher, b
     assert "<code>2.1.3</code> 推动城市有机更新（牵头）" in greeting
     assert "<code>2.1.1</code> 优化全域发展布局（配合）" in greeting
     assert "/report" in greeting
-    # The coordinator who made the invitation is told.
-    assert [(m.chat_id, "张三" in m.text and "主联络员" in m.text) for m in sent[1:]] == [
-        (ADMIN, True)
-    ]
+    # The coordinator who made the invitation is told, through the ledger (bot.notices).
+    assert [m.chat_id for m in sent] == [501]
+    assert [
+        (chat, "张三" in text and "主联络员" in text)
+        for chat, text in await notifications(dispatcher)
+    ] == [(ADMIN, True)]
     actor = await resolve_actor(501, "张三", (ADMIN,))
     assert actor.access is Access.LIAISON and actor.department_name == "县建设局"
 
@@ -159,7 +162,9 @@ async def test_grant_by_reply_and_revoke(dispatcher, bot):
     )
     assert sent[0].chat_id == GROUP.id
     assert sent[0].text == "王 五（<code>601</code>）已成为督办人员。"
-    assert sent[1].chat_id == 601 and "/help" in sent[1].text
+    assert len(sent) == 1  # the new coordinator is told through the ledger
+    ((chat, told),) = await notifications(dispatcher)
+    assert chat == 601 and "/help" in told
     menus = [r for r in bot.session.requests if isinstance(r, SetMyCommands)]
     assert {r.scope.chat_id for r in menus} == {601}
     assert "invite" in {c.command for c in menus[0].commands}
@@ -172,6 +177,7 @@ async def test_grant_by_reply_and_revoke(dispatcher, bot):
     text = await _reply(dispatcher, bot, message_update(user(ADMIN), "/revoke 601"))
     # The invitation 601 made above stops working with their rights.
     assert text == "王 五（<code>601</code>）已不再是督办人员。\n其发出的未使用邀请（1个）已失效。"
+    assert [chat for chat, _ in await notifications(dispatcher)] == [601]
     assert any(isinstance(r, DeleteMyCommands) for r in bot.session.requests)
     text = await _reply(dispatcher, bot, message_update(user(601), "/invite 县建设局"))
     assert text == "只有督办人员可以使用此命令。"
@@ -219,7 +225,8 @@ async def test_unbind(dispatcher, bot):
     assert "张三（<code>501</code>）已不再担任县建设局的联络员" in sent[0].text
     assert "（0条）" in sent[0].text
     assert "李四（<code>502</code>）现为县建设局的主联络员" in sent[0].text
-    told = {m.chat_id: m.text for m in sent[1:]}
+    assert len(sent) == 1
+    told = dict(await notifications(dispatcher))
     assert "感谢" in told[501] and "主联络员" in told[502]
     assert (await resolve_actor(501, "张三", (ADMIN,))).access is Access.GUEST
 
@@ -231,6 +238,27 @@ async def test_unbind(dispatcher, bot):
     assert "/revoke" in text
     text = await _reply(dispatcher, bot, message_update(user(ADMIN), "/unbind abc"))
     assert "不是 Telegram 用户 ID" in text
+
+
+async def test_role_notices_are_ledger_rows_in_the_recipients_language(dispatcher, bot):
+    token = await _invite(dispatcher, bot)
+    wang = user(503, "Wang", language_code="en")
+    await _send(dispatcher, bot, message_update(wang, f"/start {token}"))
+    await _send(dispatcher, bot, message_update(wang, "/whoami"))  # their Telegram language kept
+    await notifications(dispatcher)  # the inviter's notice
+    update = message_update(user(ADMIN), "/unbind 503")
+    sent = await _send(dispatcher, bot, update)
+    assert [m.chat_id for m in sent] == [ADMIN]  # the answer; the notice waits in the ledger
+    row = await Delivery.get(kind=DeliveryKind.NOTIFICATION, chat_id=503)
+    assert row.key == f"notice:liaison-ended:m{ADMIN}.{update.message.message_id}:503"
+    # Rendered when sent, in the Telegram language stored for them (no /lang chosen)...
+    assert await notifications(dispatcher, settle=False) == [
+        (503, "You are no longer a liaison of 县建设局. Thank you for your work!")
+    ]
+    # ...and in their /lang choice once they have made one.
+    await Liaison.filter(telegram_user_id=503).update(locale="zh")
+    ((_, text),) = await notifications(dispatcher)
+    assert text.startswith("您已不再担任县建设局的联络员")
 
 
 async def test_bindgroup(dispatcher, bot):

@@ -44,10 +44,20 @@ from handlers.reports import (
     render_prompt,
 )
 from storage.enums import LiaisonRole, ReportStatus
-from storage.models import Assignment, Department, Liaison, Report, ReportPart, Task
+from storage.models import (
+    Assignment,
+    Delivery,
+    DeliveryKind,
+    Department,
+    Liaison,
+    Report,
+    ReportPart,
+    Task,
+)
 from storage.plans import import_plan
 from storage.reports import TaskChoice, get_report_task, lead_liaisons, task_reports
 from tests.conftest import build_sample_plan
+from tests.delivery_support import notifications
 from tests.handler_support import (
     bot_message,
     callback_update,
@@ -302,11 +312,16 @@ async def test_a_support_unit_reports_and_the_lead_is_told(plan, dispatcher, bot
         rule_for(None, None), report.created_at, calendar=WorkCalendar()
     )
     assert "<script>" in report.text  # stored as written, escaped only when shown
-    # The lead department's liaison (县建设局) is told, with the text escaped.
-    notices = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
-    assert len(notices) == 1
-    assert "县自然资源和规划局" in notices[0].text and "存在风险" in notices[0].text
-    assert "&lt;script&gt;" in notices[0].text
+    # The lead department's liaison (县建设局) is told through the ledger (not directly: no
+    # request to them here), with the text escaped.
+    assert not [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
+    row = await Delivery.get(kind=DeliveryKind.NOTIFICATION)
+    assert row.key == f"notice:lead:report{report.id}:liaison{row.liaison_id}"
+    assert row.chat_id == BUILD and row.task_id == task_id
+    ((chat, notice),) = await notifications(dispatcher)
+    assert chat == BUILD
+    assert "县自然资源和规划局" in notice and "存在风险" in notice
+    assert "&lt;script&gt;" in notice and "<script>" not in notice
     assert await person.state() is None
     assert [r.id for r in await task_reports(task_id)] == [report.id]
     assert [r.telegram_user_id for r in await lead_liaisons(task_id)] == [BUILD]
@@ -321,8 +336,8 @@ async def test_english(plan, dispatcher, bot):
     assert "6200套" in person.last_text
     requests = await person.press(confirm_button(person))
     assert "Report submitted" in sent(requests)[0]
-    notices = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
-    assert "已完成" in notices[0].text  # the lead liaison reads Chinese
+    ((chat, notice),) = await notifications(dispatcher)
+    assert chat == BUILD and "已完成" in notice  # the lead liaison reads Chinese
 
 
 async def test_conversation_guards_pages_and_cancel(plan, dispatcher, bot):
@@ -720,15 +735,15 @@ async def test_the_lead_is_told_in_its_telegram_language(plan, dispatcher, bot):
     assert (await Liaison.get(telegram_user_id=BUILD)).language_code == "en"
     person = Person(dispatcher, bot, LAND)
     await report_until_preview(person, plan.tasks["2.1.3"], "at_risk", "已筹集6200套")
-    requests = await person.press(confirm_button(person))
-    (notice,) = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
-    assert "reported on" in notice.text and "At risk" in notice.text
+    await person.press(confirm_button(person))
+    ((chat, notice),) = await notifications(dispatcher)
+    assert chat == BUILD and "reported on" in notice and "At risk" in notice
     # With /lang zh chosen, Chinese again.
     await Liaison.filter(telegram_user_id=BUILD).update(locale="zh")
     await report_until_preview(person, plan.tasks["2.1.3"], "at_risk", "已筹集6300套")
-    requests = await person.press(confirm_button(person))
-    (notice,) = [r for r in requests if isinstance(r, SendMessage) and r.chat_id == BUILD]
-    assert "存在风险" in notice.text
+    await person.press(confirm_button(person))
+    ((chat, notice),) = await notifications(dispatcher)
+    assert "存在风险" in notice
 
 
 # -- edits of a report sent in several messages, and of a draft (issue 10) -------------------

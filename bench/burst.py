@@ -58,19 +58,16 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import _common  # noqa: F401  (puts the repository on sys.path)
 import aiohttp
-from _common import EXAMPLE_PLAN, ROOT
+from _common import EXAMPLE_PLAN, ROOT, scratch_database
 
 from bot.telegram_emulator import ApiCall, TelegramEmulator
 from storage.db import close_db, init_db
@@ -78,7 +75,6 @@ from storage.enums import LiaisonRole
 from storage.models import Assignment, Department, Liaison, Report
 
 FLOOR_BOT = Path(__file__).resolve().parent / "burst_floor.py"
-POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
 TEXT = "本月按计划推进，已完成入户走访和资料汇总，下一步开展督导检查。"  # no numbers: no questions
 PROMPT = "📋 进度提示：请回复本消息报送进展"
 STATUSES = ("on_track", "at_risk", "blocked", "done")
@@ -87,25 +83,6 @@ STEPS = ("reply", "status", "confirm")
 
 
 # -- the database --------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def scratch_database(kind: str, folder: Path) -> AsyncIterator[str]:
-    """A new empty database: a SQLite file in `folder`, or a PostgreSQL database dropped after."""
-    if kind == "sqlite":
-        yield f"sqlite://{folder / 'burst.sqlite3'}"
-        return
-    import asyncpg  # noqa: PLC0415 - only the PostgreSQL run needs it
-
-    server = os.environ.get("DUBAN_TEST_POSTGRES_URL") or POSTGRES_SERVER
-    admin = await asyncpg.connect(server, timeout=5)
-    name = f"duban_bench_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def run_cli(database_url: str, *args: str) -> None:

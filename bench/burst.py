@@ -32,7 +32,9 @@ long polling), one after the other on the same database:
 
 - the floor: bench/burst_floor.py, a bare aiogram bot with the same flow shape (reply, button,
   button) storing the report with Tortoise in three statements (look the sender up, look the
-  task up, insert); its rows are counted, then deleted;
+  task up, insert), polling with aiogram's own start_polling (which confirms a batch of updates
+  as it takes them in; `duban run` confirms an update only once it is handled, bot/polling.py);
+  its rows are counted, then deleted;
 - ours: `python -m bot run` (BOT_TOKEN, TELEGRAM_API_URL, DATABASE_URL; SCHEDULING=false, so
   that no prompt or reminder of the day competes with the burst; conversation state in memory,
   or in Redis with --redis-url).
@@ -44,7 +46,10 @@ sendMessage/editMessageText showing the next screen (preview, then receipt). An 
 answer within --timeout seconds counts as unanswered.
 
 Prints, for the floor and ours: p50/p95/p99 of all 3·N latencies (and p95 of each step), the
-unanswered updates, the reports lost (N minus the rows in the reports table: aim 0); LAST the
+bot's CPU time over the burst, its getUpdates calls and how many times on average getUpdates
+handed it each update, this process's CPU time (the emulator and the people share the machine
+with the bot), the unanswered updates, the reports lost (N minus the rows in the reports table:
+aim 0); LAST the
 figure `p95 ours / p95 floor` (aim ≤ 2), with ours' p95 (aim ≤ 300 ms) beside it.
 """
 
@@ -52,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import signal
@@ -461,8 +467,8 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, round(p / 100 * len(ordered) + 0.5))
-    return ordered[min(rank, len(ordered)) - 1]
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 def describe(name: str, outcome: Outcome, stored: int, n: int) -> float:

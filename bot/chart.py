@@ -107,15 +107,6 @@ def render_chart(summary: WeeklySummary, locale: str = "zh") -> bytes | None:
         return _draw(summary, labels)
 
 
-def write_chart(summary: WeeklySummary, path: Path, locale: str = "zh") -> bool:
-    """Render the chart into `path`; False when it could not be rendered (font missing)."""
-    png = render_chart(summary, locale)
-    if png is None:
-        return False
-    path.write_bytes(png)
-    return True
-
-
 def _labels() -> dict[str, str]:
     return {
         "status": _("Tasks by department"),

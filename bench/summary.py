@@ -15,7 +15,7 @@ carrying a value toward a target. Then the production path runs three times:
 
 The process is set up as `duban run`'s is: the objects alive after the imports (and the fill)
 are frozen out of the garbage collector's full passes (gc.freeze, as bot/cli.py does); the
-collector is paused over load and compute (bot.summary_cli.collector_paused, as the bot's
+collector is paused over load and compute (bot.summary_service.collector_paused, as the bot's
 summary path does); each run starts from a collected heap without the previous run's summary.
 
 SQL statements are counted by wrapping the Tortoise connection's execute methods. Prints the
@@ -50,8 +50,8 @@ from _common import count_queries
 from tortoise import connections
 
 from bot.summary import compute_summary
-from bot.summary_cli import collector_paused
 from bot.summary_render import render_for_telegram
+from bot.summary_service import collector_paused
 from storage.db import close_db, init_db
 from storage.summary import load_summary_data
 
@@ -266,7 +266,7 @@ async def measure(departments: int, tasks: int, reports: int, folder: Path) -> d
                 gc.collect()
                 clock = Clock(pauses)
                 # Collector paused over load and compute, and what was read freed before it
-                # resumes, as in bot.summary_cli.load_weekly_summary.
+                # resumes, as in bot.summary_service.load_weekly_summary.
                 with collector_paused():
                     with (
                         clock.phase("load"),

@@ -24,8 +24,8 @@ from bot.onboarding import coordination_chat_id
 from bot.people import Access, Actor
 from bot.settings import Settings
 from bot.summary import WEEK
-from bot.summary_cli import load_weekly_summary
 from bot.summary_render import render_for_telegram
+from bot.summary_service import load_weekly_summary
 from handlers.render import split_message
 from storage.deliveries import delivery_issues_since
 

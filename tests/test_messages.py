@@ -1,4 +1,4 @@
-"""The outbox renderer (bot.messages) on rows the e2e month does not produce: reminders,
+"""The outbox renderer (bot.scheduled_messages) on rows the e2e month does not produce: reminders,
 notices, and cancellation of a prompt once its cycle is answered."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bot.delivery import OutgoingMessage
 from bot.i18n import build_i18n
-from bot.messages import make_renderer
 from bot.plan_parser import parse_plan
+from bot.scheduled_messages import make_renderer
 from bot.settings import load_settings
 from storage.deliveries import DeliveryKind, DeliveryRecord, DeliveryStatus
 from storage.enums import ReportStatus

@@ -20,7 +20,7 @@ from bot.plan_model import ParsedPlan
 from bot.plan_parser import parse_plan
 from bot.settings import Settings
 from bot.summary import Light, compute_summary
-from bot.summary_cli import (
+from bot.summary_service import (
     collector_paused,
     load_weekly_summary,
     summary_for_cli,
@@ -314,7 +314,7 @@ async def test_the_collector_is_paused_while_a_summary_is_built_and_resumes_afte
         seen.append(gc.isenabled())
         return compute_summary(*args, **kwargs)
 
-    monkeypatch.setattr("bot.summary_cli.compute_summary", compute)
+    monkeypatch.setattr("bot.summary_service.compute_summary", compute)
     assert gc.isenabled()
     assert (await load_weekly_summary(NOW, tz=TZ)) is not None
     assert seen == [False] and gc.isenabled()

@@ -41,8 +41,8 @@ from bot.i18n import pick_locale
 from bot.schedule import ScheduleConfig
 from bot.settings import SUPPORTED_LOCALES, Settings
 from bot.summary import WEEK
-from bot.summary_cli import load_weekly_summary
 from bot.summary_render import render_for_telegram
+from bot.summary_service import load_weekly_summary
 from handlers.render import quote
 from handlers.reports import prompt_for, prompt_keyboard, target_line
 from storage import deliveries as ledger

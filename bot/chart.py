@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 from aiogram.utils.i18n import gettext as _
 
-from bot.summary import Light, TargetProgress, WeeklySummary
+from bot.lights import Light
+from bot.summary import TargetProgress, WeeklySummary
 from bot.summary_render import i18n_locale
 
 if TYPE_CHECKING:

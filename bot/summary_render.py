@@ -32,14 +32,13 @@ from aiogram.utils.i18n import gettext as _gettext
 from aiogram.utils.text_decorations import html_decoration
 from babel.dates import format_date, format_skeleton
 
+from bot.labels import LIGHT_EMOJI, STATUS_NAMES
+from bot.lights import Light, Reason
 from bot.plan_model import Role
 from bot.redaction import redact
 from bot.summary import (
-    LIGHT_EMOJI,
     DeliveryIssue,
     DepartmentBlock,
-    Light,
-    Reason,
     TargetProgress,
     TaskLine,
     WeeklySummary,
@@ -598,12 +597,7 @@ def _target_name(target: TargetProgress) -> str:
 
 
 def _status(status: ReportStatus) -> str:
-    return {
-        ReportStatus.ON_TRACK: _("on track"),
-        ReportStatus.AT_RISK: _("at risk"),
-        ReportStatus.BLOCKED: _("blocked"),
-        ReportStatus.DONE: _("done"),
-    }[status]
+    return str(STATUS_NAMES[status])
 
 
 def _kind(issue: DeliveryIssue, q: Callable[[str], str]) -> str:

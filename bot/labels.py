@@ -8,6 +8,8 @@ aiogram, so the command-line renderings (bot.plan_report) can use its signs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from babel.support import LazyProxy
 
 from bot.lights import Light
@@ -54,3 +56,10 @@ STATUS_NAMES = {
     ReportStatus.DONE: __("done"),
     None: __("no report yet"),
 }
+
+
+def role_tag(role: Role, gettext: Callable[[str], str] = _translate) -> str:
+    """ "(lead)" or "(support)" after a task's name; `gettext`: the caller's own (the summary
+    remembers its translations)."""
+    _ = gettext
+    return _("(lead)") if role is Role.LEAD else _("(support)")

@@ -32,9 +32,8 @@ from aiogram.utils.i18n import gettext as _gettext
 from aiogram.utils.text_decorations import html_decoration
 from babel.dates import format_date, format_skeleton
 
-from bot.labels import LIGHT_EMOJI, STATUS_NAMES
+from bot.labels import LIGHT_EMOJI, STATUS_NAMES, role_tag
 from bot.lights import Light, Reason
-from bot.plan_model import Role
 from bot.redaction import redact
 from bot.summary import (
     DeliveryIssue,
@@ -372,7 +371,7 @@ def _department(block: DepartmentBlock, style: _Style) -> str:
 
 def _task_line(line: TaskLine, style: _Style) -> str:
     q = style.quote
-    role = _("(lead)") if line.role is Role.LEAD else _("(support)")
+    role = role_tag(line.role, _)
     reasons = [_reason(line, reason, q) for reason in line.reasons]
     reasons = [text for text in reasons if text]
     tail = _("; ").join(reasons)

@@ -53,6 +53,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
 from bot.i18n import pick_locale
+from bot.labels import COMPARATOR_SIGNS, role_tag
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
 from bot.reports import (
@@ -181,12 +182,6 @@ STATUS_ORDER = (
     ReportStatus.BLOCKED,
     ReportStatus.DONE,
 )
-COMPARATOR_SIGNS = {
-    Comparator.AT_LEAST: "≥",
-    Comparator.MORE_THAN: ">",
-    Comparator.AT_MOST: "≤",
-    Comparator.LESS_THAN: "<",
-}
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -203,7 +198,7 @@ def status_label(status: ReportStatus | str) -> str:
 
 
 def role_label(role: Role) -> str:
-    return _("(lead)") if role is Role.LEAD else _("(support)")
+    return role_tag(role)
 
 
 def task_heading(task: ReportTask) -> str:

@@ -85,3 +85,23 @@ async def test_reminders_notices_and_answered_prompts(db) -> None:
         cycle_key="2026-12",
     )  # fmt: skip
     assert await render(other_cycle) is None  # the liaison left
+
+
+async def test_the_weekly_summary_is_what_the_summary_builder_built(db, monkeypatch) -> None:
+    # /summary and the weekly job share one builder: the job only turns its output into rows.
+    from bot import summary_service
+
+    monkeypatch.setattr(summary_service, "render_chart", lambda _summary, _locale: b"png")
+    await import_plan(parse_plan(EXAMPLE.read_bytes()), hashlib.sha256(b"x").hexdigest())
+    settings = load_settings(timezone="Asia/Shanghai", default_locale="zh")
+    i18n = build_i18n("zh")
+    render = make_renderer(settings, i18n)
+
+    sent = await render(record(DeliveryKind.SUMMARY, chat_id=-100, payload={"locale": "zh"}))
+
+    with i18n.context():
+        built = await summary_service.build_summary(
+            NOW, tz=settings.tz, locale="zh", count_duplicates=True
+        )
+    assert [message.text for message in sent if message.photo is None] == built.rendered.messages
+    assert sent[-1].photo == b"png" and "2026-11-20" in sent[-1].text

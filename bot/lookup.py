@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Generic, TypeVar
 
 from bot import lights
 from bot.lights import URGENCY, Light
@@ -40,8 +39,6 @@ from storage.lookup import (
     UnitStatus,
 )
 
-T = TypeVar("T")
-
 
 def is_overdue(deadline: date, units: Sequence[UnitStatus | CardUnit], today: date) -> bool:
     """Past its deadline and not reported done by its lead (every lead, when there are several)."""
@@ -56,32 +53,6 @@ def _status(unit: UnitStatus | CardUnit) -> ReportStatus | None:
     if isinstance(unit, CardUnit):
         return unit.latest.status if unit.latest else None
     return unit.status
-
-
-# Pagination -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: tuple[T, ...]
-    number: int  # 0-based
-    count: int  # how many pages in all (at least 1)
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 0
-
-    @property
-    def has_next(self) -> bool:
-        return self.number + 1 < self.count
-
-
-def paginate(items: Sequence[T], page: int, size: int) -> Page[T] | None:
-    """Page `page` (0-based) of `items`; None when that page does not exist (stale or forged)."""
-    count = max(1, -(-len(items) // size))
-    if not 0 <= page < count:
-        return None
-    return Page(tuple(items[page * size : (page + 1) * size]), page, count)
 
 
 # Text helpers ---------------------------------------------------------------------------------

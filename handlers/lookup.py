@@ -35,8 +35,9 @@ from bot import lookup
 from bot.labels import COMPARATOR_SIGNS, DONE_MARK, LIGHT_EMOJI, ROLE_NAMES, STATUS_NAMES
 from bot.labels import light_mark as _light_mark
 from bot.lights import Light
-from bot.lookup import DepartmentRow, Page
+from bot.lookup import DepartmentRow
 from bot.onboarding import coordination_chat_id
+from bot.paging import Page, paginate
 from bot.people import Access, Actor
 from bot.plan_model import DepartmentKind
 from bot.settings import Settings
@@ -273,7 +274,7 @@ async def _show(callback: CallbackQuery, rendered: Rendered) -> None:
 async def render_overview(page: int, settings: Settings) -> Rendered | None:
     today = _today(settings)
     overview = await lookup.department_overview(today)
-    current = lookup.paginate(overview.departments, page, DEPARTMENTS_PER_PAGE)
+    current = paginate(overview.departments, page, DEPARTMENTS_PER_PAGE)
     if current is None:
         return None
     lines = [
@@ -335,7 +336,7 @@ async def render_department_tasks(
     tasks = await lookup.department_task_list(department_id, today)
     if tasks is None:
         return None
-    current = lookup.paginate(tasks.lines, page, TASKS_PER_PAGE)
+    current = paginate(tasks.lines, page, TASKS_PER_PAGE)
     if current is None:
         return None
     lines = [
@@ -378,7 +379,7 @@ async def render_overdue(
             return None
         name = _clipped(department.name, NAME_LIMIT)
     overdue = await lookup.overdue_tasks(today, department_id)
-    current = lookup.paginate(overdue, page, OVERDUE_PER_PAGE)
+    current = paginate(overdue, page, OVERDUE_PER_PAGE)
     if current is None:
         return None
     if not overdue:

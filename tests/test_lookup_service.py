@@ -12,6 +12,7 @@ import pytest
 from bot import lookup
 from bot.lights import Light, Reason
 from bot.lookup import TaskCard, match_departments, normalise_code, resolve_code
+from bot.paging import nearest_page, paginate
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, DepartmentKind, ParsedPlan, Role
 from bot.summary_service import load_weekly_summary
@@ -165,14 +166,21 @@ def test_overdue_needs_a_passed_deadline_and_no_done_from_the_lead() -> None:
 
 def test_paginate_refuses_pages_that_do_not_exist() -> None:
     items = list(range(25))
-    first = lookup.paginate(items, 0, 10)
+    first = paginate(items, 0, 10)
     assert first.items == tuple(range(10)) and first.count == 3
     assert not first.has_previous and first.has_next
-    last = lookup.paginate(items, 2, 10)
+    last = paginate(items, 2, 10)
     assert last.items == (20, 21, 22, 23, 24) and not last.has_next
-    assert lookup.paginate(items, 3, 10) is None
-    assert lookup.paginate(items, -1, 10) is None
-    assert lookup.paginate([], 0, 10).count == 1  # an empty list still has its first page
+    assert paginate(items, 3, 10) is None
+    assert paginate(items, -1, 10) is None
+    assert paginate([], 0, 10).count == 1  # an empty list still has its first page
+
+
+def test_the_nearest_page_for_the_report_pickers_buttons() -> None:
+    items = list(range(25))
+    assert nearest_page(items, 7, 10) == paginate(items, 2, 10)
+    assert nearest_page(items, -3, 10) == paginate(items, 0, 10)
+    assert nearest_page([], 4, 10).items == ()
 
 
 def test_clip_and_format_number() -> None:

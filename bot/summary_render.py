@@ -79,12 +79,6 @@ class _Section:
 # Public API -----------------------------------------------------------------------------------
 
 
-def render_summary(summary: WeeklySummary, locale: str, i18n: I18n | None = None) -> list[str]:
-    """HTML messages for Telegram, each at most 4096 characters."""
-    with i18n_locale(locale, i18n):
-        return list(_pack(_sections(summary, _HTML, locale), MESSAGE_LIMIT))
-
-
 def render_summary_text(summary: WeeklySummary, locale: str, i18n: I18n | None = None) -> str:
     """The whole summary as plain text (the CLI, and the document fallback)."""
     with i18n_locale(locale, i18n):

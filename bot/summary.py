@@ -4,7 +4,8 @@
 `WeeklySummary`; `bot.summary_render` writes it as Telegram messages or plain text and
 `bot.chart` draws it. `now` comes in with the data (timezone-aware); nothing here reads a clock.
 
-Traffic light (红黄绿灯) of one department on one task, the most urgent reason wins:
+Traffic light (红黄绿灯) of one department on one task (the rule is `bot.lights`, which the lookups
+share), the most urgent reason wins:
 
 - 🔴 red: overdue (the deadline has passed — the deadline day itself still counts as in time — and
   neither the task's lead(s) nor this department has reported it done), blocked, or silent: no

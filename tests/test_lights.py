@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 from typing import NamedTuple
 
@@ -98,3 +100,14 @@ def test_labels_cover_every_value() -> None:
     assert light_mark(Light.GREEN, done=True) == DONE_MARK
     assert light_mark(Light.RED, done=True) == LIGHT_EMOJI[Light.RED]
     assert light_mark(Light.PENDING) == "⚪"
+
+
+def test_the_rule_the_labels_and_the_pager_load_neither_aiogram_nor_tortoise() -> None:
+    code = (
+        "import sys, bot.lights, bot.labels, bot.paging; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiogram', 'tortoise'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"

@@ -41,11 +41,11 @@ from aiogram.utils.i18n import I18n
 
 from bot.commands import COORDINATION_MENU, command_menu
 from bot.i18n import build_i18n
-from bot.messages import make_renderer
 from bot.onboarding import coordination_chat_id, remember_bot_username
 from bot.people import Access
 from bot.polling import Poller
 from bot.redaction import redact, register_secret
+from bot.scheduled_messages import make_renderer
 from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers import build_routers
 from handlers.middlewares import ActorI18nMiddleware, ActorMiddleware

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 from aiogram.utils.i18n import gettext as _
 
-from bot.summary import Light, TargetProgress, WeeklySummary
+from bot.lights import Light
+from bot.summary import TargetProgress, WeeklySummary
 from bot.summary_render import i18n_locale
 
 if TYPE_CHECKING:
@@ -105,15 +106,6 @@ def render_chart(summary: WeeklySummary, locale: str = "zh") -> bytes | None:
     with i18n_locale(locale):
         labels = _labels()
         return _draw(summary, labels)
-
-
-def write_chart(summary: WeeklySummary, path: Path, locale: str = "zh") -> bool:
-    """Render the chart into `path`; False when it could not be rendered (font missing)."""
-    png = render_chart(summary, locale)
-    if png is None:
-        return False
-    path.write_bytes(png)
-    return True
 
 
 def _labels() -> dict[str, str]:

@@ -186,13 +186,13 @@ def cmd_summary(args: argparse.Namespace, settings: Callable[[], Settings]) -> N
         raise CliError(f"--chart: {chart.parent} is not a directory")
     config = settings()
     text = _run_with_db(config, _summary(config, args.date, chart))
-    # Without the CJK font no chart is written; bot.summary_cli logs a warning saying so.
+    # Without the CJK font no chart is written; bot.summary_service logs a warning saying so.
     print(text, end="")
 
 
 async def _summary(config: Settings, day: date | None, chart: Path | None) -> str:
     from bot.summary import WEEK
-    from bot.summary_cli import summary_for_cli, summary_moment
+    from bot.summary_service import summary_for_cli, summary_moment
     from storage.deliveries import delivery_issues_since, possible_duplicates_since
 
     since = summary_moment(day, config.tz) - WEEK

@@ -747,7 +747,7 @@ _COLUMNS = frozenset(
 
 
 def liaison_key(key: str, liaison_id: int) -> str:
-    """A department send's key for one liaison (bot.schedule.Delivery.key uses the same form)."""
+    """A department send's key for one liaison: the send's key and `:l<liaison id>`."""
     full = f"{key}:l{liaison_id}"
     if len(full) <= MAX_KEY_LENGTH:
         return full

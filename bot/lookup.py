@@ -7,8 +7,9 @@
   when that is unambiguous (`resolve_code`); failing that, a title fragment naming one task.
 - A task is overdue when its deadline has passed (the deadline day itself still counts as in
   time) and its lead unit has not reported it done; with several leads, all of them must.
-- The traffic light of a department on a task (`light_of`): red when the task is overdue or the
-  department reports it blocked, yellow at risk, green on track, done, or none (no report yet).
+- The traffic light of a department on a task, and whether its line is overdue, follow the
+  weekly summary's rule (`bot.lights.line_judgement`): a department that reported its own part
+  done is green and not overdue, even on a task whose lead has not finished it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
-from enum import StrEnum
-from typing import Generic, TypeVar
 
+from bot import lights
+from bot.lights import URGENCY, Light
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
 from storage import lookup as store
@@ -38,70 +39,20 @@ from storage.lookup import (
     UnitStatus,
 )
 
-T = TypeVar("T")
-
-
-class Light(StrEnum):
-    """Traffic light of one department on one task, most urgent first."""
-
-    RED = "red"  # overdue or blocked
-    YELLOW = "yellow"  # at risk
-    NONE = "none"  # no report yet
-    GREEN = "green"  # on track
-    DONE = "done"
-
-
-_URGENCY = {light: rank for rank, light in enumerate(Light)}
-
-
-def light_of(status: ReportStatus | None, *, overdue: bool) -> Light:
-    if overdue or status is ReportStatus.BLOCKED:
-        return Light.RED
-    return {
-        ReportStatus.AT_RISK: Light.YELLOW,
-        ReportStatus.ON_TRACK: Light.GREEN,
-        ReportStatus.DONE: Light.DONE,
-    }.get(status, Light.NONE)  # type: ignore[arg-type]
-
 
 def is_overdue(deadline: date, units: Sequence[UnitStatus | CardUnit], today: date) -> bool:
     """Past its deadline and not reported done by its lead (every lead, when there are several)."""
-    if deadline >= today:
-        return False
-    deciders = [unit for unit in units if unit.role is Role.LEAD] or list(units)
-    return not deciders or not all(_status(unit) is ReportStatus.DONE for unit in deciders)
+    return lights.task_overdue(deadline, today, done=_task_done(units))
+
+
+def _task_done(units: Sequence[UnitStatus | CardUnit]) -> bool:
+    return lights.task_done(_status(unit) for unit in lights.deciders(units))
 
 
 def _status(unit: UnitStatus | CardUnit) -> ReportStatus | None:
     if isinstance(unit, CardUnit):
         return unit.latest.status if unit.latest else None
     return unit.status
-
-
-# Pagination -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: tuple[T, ...]
-    number: int  # 0-based
-    count: int  # how many pages in all (at least 1)
-
-    @property
-    def has_previous(self) -> bool:
-        return self.number > 0
-
-    @property
-    def has_next(self) -> bool:
-        return self.number + 1 < self.count
-
-
-def paginate(items: Sequence[T], page: int, size: int) -> Page[T] | None:
-    """Page `page` (0-based) of `items`; None when that page does not exist (stale or forged)."""
-    count = max(1, -(-len(items) // size))
-    if not 0 <= page < count:
-        return None
-    return Page(tuple(items[page * size : (page + 1) * size]), page, count)
 
 
 # Text helpers ---------------------------------------------------------------------------------
@@ -255,12 +206,8 @@ class DepartmentTaskList:
         return sum(1 for line in self.lines if line.role is Role.SUPPORT)
 
 
-def _overdue_days(task: BoardTask, today: date) -> int:
-    return (today - task.deadline).days if is_overdue(task.deadline, task.units, today) else 0
-
-
-def _line(task: BoardTask, unit: UnitStatus, today: date) -> TaskLine:
-    days = _overdue_days(task, today)
+def _line(task: BoardTask, unit: UnitStatus, today: date, task_done: bool) -> TaskLine:
+    judged = lights.line_judgement(unit.status, task.deadline, today, task_done=task_done)
     return TaskLine(
         task_id=task.id,
         code=task.code,
@@ -269,16 +216,14 @@ def _line(task: BoardTask, unit: UnitStatus, today: date) -> TaskLine:
         deadline=task.deadline,
         status=unit.status,
         reported_at=unit.reported_at,
-        overdue_days=days,
-        light=light_of(unit.status, overdue=days > 0),
+        overdue_days=(today - task.deadline).days if judged.overdue else 0,
+        light=judged.light,
     )
 
 
-def _count_lights(lines: Iterable[TaskLine]) -> dict[Light, int]:
-    counts = dict.fromkeys(Light, 0)
-    for line in lines:
-        counts[line.light] += 1
-    return counts
+def _urgency(line: TaskLine) -> tuple[int, bool]:
+    """Most urgent light first; among green lines, on track before done."""
+    return URGENCY[line.light], line.status is ReportStatus.DONE
 
 
 async def department_task_list(department_id: int, today: date) -> DepartmentTaskList | None:
@@ -291,13 +236,14 @@ async def department_task_list(department_id: int, today: date) -> DepartmentTas
     if department is None:
         return None
     lines = [
-        _line(task, unit, today)
+        _line(task, unit, today, _task_done(task.units))
         for task in await store.task_board(department_id=department_id)
         for unit in task.units
         if unit.department_id == department_id
     ]
-    lines.sort(key=lambda line: _URGENCY[line.light])  # stable: document order within a light
-    return DepartmentTaskList(department.id, department.name, tuple(lines), _count_lights(lines))
+    lines.sort(key=_urgency)  # stable: document order within a light
+    counts = lights.count(line.light for line in lines)
+    return DepartmentTaskList(department.id, department.name, tuple(lines), counts)
 
 
 # All departments ------------------------------------------------------------------------------
@@ -312,7 +258,8 @@ class DepartmentSummary:
     reported: int  # tasks with at least one report from it
     at_risk: int
     blocked: int
-    overdue: int  # tasks it leads that are overdue (support units are not chased for them)
+    overdue: int  # tasks it leads that are overdue and it has not reported done (support units
+    # are not chased for them)
     done: int
 
     @property
@@ -337,8 +284,8 @@ async def department_overview(today: date) -> Overview:
     rows: dict[int, dict] = {}
     overdue_tasks = 0
     for task in board:
-        overdue = is_overdue(task.deadline, task.units, today)
-        overdue_tasks += overdue
+        task_done = _task_done(task.units)
+        overdue_tasks += lights.task_overdue(task.deadline, today, done=task_done)
         for unit in task.units:
             row = rows.setdefault(
                 unit.department_id,
@@ -358,6 +305,8 @@ async def department_overview(today: date) -> Overview:
             row["at_risk"] += unit.status is ReportStatus.AT_RISK
             row["blocked"] += unit.status is ReportStatus.BLOCKED
             row["done"] += unit.status is ReportStatus.DONE
+            unit_done = lights.line_done(unit.status, task_done=task_done)
+            overdue = lights.line_overdue(task.deadline, today, done=unit_done)
             row["overdue"] += overdue and unit.role is Role.LEAD
     summaries = [DepartmentSummary(department_id=key, **row) for key, row in rows.items()]
     summaries.sort(key=lambda s: (-(s.overdue + s.blocked), -s.at_risk))
@@ -388,6 +337,7 @@ class OverdueLine:
     department_name: str
     role: Role
     status: ReportStatus | None  # that department's latest report
+    light: Light  # that department's line (green when it reported its own part done)
 
 
 async def overdue_tasks(today: date, department_id: int | None = None) -> list[OverdueLine]:
@@ -414,6 +364,9 @@ async def overdue_tasks(today: date, department_id: int | None = None) -> list[O
                         department_name=unit.department_name,
                         role=unit.role,
                         status=unit.status,
+                        light=lights.line_judgement(
+                            unit.status, task.deadline, today, task_done=False
+                        ).light,
                     )
                 )
     sizes: dict[int, int] = {}
@@ -488,6 +441,7 @@ class TaskCard:
     data: TaskCardData
     overdue_days: int
     readable: frozenset[int]  # departments whose report text and author the viewer may read
+    lights: tuple[Light, ...] = ()  # of data.units, in their order
 
     def can_read(self, unit: CardUnit) -> bool:
         return unit.department_id in self.readable
@@ -509,9 +463,17 @@ async def task_card(task_id: int, actor: Actor, today: date) -> TaskCard | None:
     data = await store.task_card(task_id) if _valid_id(task_id) else None
     if data is None:
         return None
-    overdue = data.withdrawn_at is None and is_overdue(data.deadline, data.units, today)
+    running = data.withdrawn_at is None
+    task_done = _task_done(data.units)
+    overdue = running and lights.task_overdue(data.deadline, today, done=task_done)
     return TaskCard(
         data=data,
         overdue_days=(today - data.deadline).days if overdue else 0,
         readable=readable_departments(actor, data.units),
+        lights=tuple(
+            lights.line_judgement(
+                _status(unit), data.deadline, today, task_done=task_done, running=running
+            ).light
+            for unit in data.units
+        ),
     )

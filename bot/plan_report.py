@@ -6,9 +6,8 @@ import difflib
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from bot.labels import COMPARATOR_SIGNS, ROLE_WORDS_ZH
 from bot.plan_model import ParsedPlan, ParsedTarget, Role
-
-COMPARATOR_SIGNS = {">=": "≥", ">": ">", "<=": "≤", "<": "<"}
 
 
 def display_width(text: str) -> int:
@@ -36,7 +35,7 @@ def format_target(target: ParsedTarget) -> str:
     value = f"{target.value.normalize():f}"
     due = f" by {target.deadline.isoformat()}" if target.deadline else ""
     start = f" (from {target.baseline.normalize():f})" if target.baseline is not None else ""
-    sign = COMPARATOR_SIGNS[target.comparator.value]
+    sign = COMPARATOR_SIGNS[target.comparator]
     return f"{target.metric} {sign} {value} {target.unit}{start}{due}"
 
 
@@ -176,7 +175,7 @@ def _target_change(change) -> str:
 
 
 def _unit_roles(units) -> str:
-    return "、".join(f"{name}({'牵头' if role is Role.LEAD else '配合'})" for name, role in units)
+    return "、".join(f"{name}({ROLE_WORDS_ZH[role]})" for name, role in units)
 
 
 def render_tasks_by_department(groups) -> str:
@@ -186,7 +185,7 @@ def render_tasks_by_department(groups) -> str:
     blocks = []
     for group in groups:
         rows = [
-            [task.code, task.title, "牵头 lead" if task.role is Role.LEAD else "配合 support",
+            [task.code, task.title, f"{ROLE_WORDS_ZH[task.role]} {task.role.value}",
              str(task.deadline)]
             for task in group.tasks
         ]  # fmt: skip

@@ -40,9 +40,10 @@ Any send that falls on a weekend, a public holiday or in quiet hours moves to it
 (09:00; the summary's own time for the summary) of the next working day — the same day when it
 fell in the early-morning quiet hours of a working day.
 
-Recipients: the planner works per department; `fan_out` turns a department's send into one
-delivery per active liaison (key suffix `:l<liaison id>`) just before the ledger stores it, so
-liaisons who join or leave between planning and sending are not frozen into the plan.
+Recipients: the planner works per department; `bot.delivery.planned_deliveries` turns a
+department's send into one delivery per active liaison (key suffix `:l<liaison id>`) just before
+the ledger stores it, so liaisons who join or leave between planning and sending are not frozen
+into the plan.
 
 Idempotency keys are built from ids and nominal dates only, never from shifted times:
 prompt:2026-11:task12:dept3, nudge:2026-11:task12:dept3:n2, escalation:2026-11:dept3,
@@ -60,7 +61,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import DAILY, rrule, rrulestr
@@ -411,13 +412,6 @@ def next_allowed(
 # Cycles ---------------------------------------------------------------------------------------
 
 
-class CycleWindow(NamedTuple):
-    key: str
-    prompt_at: datetime  # aware UTC, after the holiday shift
-    due_at: datetime  # aware UTC: the end of the due day (reports before it are on time)
-    due_on: date  # the (working) day reports are due, local
-
-
 @dataclass(frozen=True, slots=True)
 class _Cycle:
     key: str
@@ -426,12 +420,6 @@ class _Cycle:
     due_on: date
     nudges: tuple[datetime, ...]  # local
     escalation: datetime  # local
-
-    def window(self) -> CycleWindow:
-        end = datetime.combine(self.due_on + timedelta(1), time(), tzinfo=self.prompt_at.tzinfo)
-        return CycleWindow(
-            self.key, self.prompt_at.astimezone(UTC), end.astimezone(UTC), self.due_on
-        )
 
 
 def _cycle(
@@ -509,20 +497,6 @@ def _first_cycle(
 def _require_aware(*moments: datetime) -> None:
     if any(moment.tzinfo is None for moment in moments):
         raise ValueError("expected timezone-aware datetimes")
-
-
-def current_cycle(
-    rule: ReportingRule,
-    now: datetime,
-    *,
-    calendar: WorkCalendar | None = None,
-    config: ScheduleConfig = DEFAULT_CONFIG,
-) -> CycleWindow:
-    """The cycle open at `now`: the latest one prompted at or before it (the first one, before
-    the rule's first prompt). Returns (key, prompt_at, due_at, due_on)."""
-    calendar = calendar or WorkCalendar()
-    started = _started_cycles(rule, now, calendar, config, 1)
-    return (started[-1] if started else _first_cycle(rule, now, calendar, config)).window()
 
 
 def report_cycle_key(
@@ -806,38 +780,3 @@ def _summaries(
             _send(SendKind.SUMMARY, f"summary:{key}", moment, Audience.GROUP, cycle_key=key)
         )
     return sends
-
-
-# Fan-out --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message: a planned send to one liaison, or to the coordination group."""
-
-    send: PlannedSend
-    liaison_id: int | None = None  # None: the coordination group
-
-    @property
-    def key(self) -> str:
-        return self.send.key if self.liaison_id is None else f"{self.send.key}:l{self.liaison_id}"
-
-
-class FanOut(NamedTuple):
-    deliveries: list[Delivery]
-    no_liaison: list[PlannedSend]  # department sends nobody can receive
-
-
-def fan_out(planned: Iterable[PlannedSend], liaisons: Mapping[int, Sequence[int]]) -> FanOut:
-    """Department sends become one delivery per active liaison; group sends stay one."""
-    deliveries: list[Delivery] = []
-    orphans: list[PlannedSend] = []
-    for send in planned:
-        if send.audience is Audience.GROUP:
-            deliveries.append(Delivery(send))
-            continue
-        people = liaisons.get(send.department_id or 0, ())
-        if not people:
-            orphans.append(send)
-        deliveries += [Delivery(send, liaison) for liaison in people]
-    return FanOut(deliveries, orphans)

@@ -4,7 +4,8 @@
 `WeeklySummary`; `bot.summary_render` writes it as Telegram messages or plain text and
 `bot.chart` draws it. `now` comes in with the data (timezone-aware); nothing here reads a clock.
 
-Traffic light (红黄绿灯) of one department on one task, the most urgent reason wins:
+Traffic light (红黄绿灯) of one department on one task (the rule is `bot.lights`, which the lookups
+share), the most urgent reason wins:
 
 - 🔴 red: overdue (the deadline has passed — the deadline day itself still counts as in time — and
   neither the task's lead(s) nor this department has reported it done), blocked, or silent: no
@@ -33,12 +34,22 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from enum import StrEnum
-from itertools import product
 from typing import NamedTuple, Protocol
 
 from dateutil.relativedelta import relativedelta
 
+from bot.lights import (
+    JUDGEMENTS,
+    URGENCY,
+    Judgement,
+    Light,
+    Reason,
+    count,
+    deciders,
+    line_done,
+    line_overdue,
+    task_overdue,
+)
 from bot.plan_model import Comparator, Cycle, Role
 from storage.enums import ReportStatus
 from storage.summary import AssignmentRow, ReportRow, SummaryData, TargetRow, ValueRow
@@ -48,41 +59,6 @@ _HUNDRED = Decimal(100)
 # percent, expected percent, expected value, behind (see `pace`)
 _PaceResult = tuple[Decimal | None, Decimal | None, Decimal | None, bool]
 
-
-class Light(StrEnum):
-    """Most urgent first (the order sorts lines and departments)."""
-
-    RED = "red"
-    YELLOW = "yellow"
-    PENDING = "pending"  # no report yet, not silent either
-    GREEN = "green"
-
-
-LIGHT_EMOJI = {Light.RED: "🔴", Light.YELLOW: "🟡", Light.PENDING: "⚪", Light.GREEN: "🟢"}
-URGENCY = {light: rank for rank, light in enumerate(Light)}
-
-
-class Reason(StrEnum):
-    OVERDUE = "overdue"
-    BLOCKED = "blocked"
-    SILENT = "silent"
-    AT_RISK = "at_risk"
-    BEHIND_PACE = "behind_pace"
-    NO_REPORT = "no_report"
-    ON_TRACK = "on_track"
-    DONE = "done"
-
-
-REASON_LIGHT = {
-    Reason.OVERDUE: Light.RED,
-    Reason.BLOCKED: Light.RED,
-    Reason.SILENT: Light.RED,
-    Reason.AT_RISK: Light.YELLOW,
-    Reason.BEHIND_PACE: Light.YELLOW,
-    Reason.NO_REPORT: Light.PENDING,
-    Reason.ON_TRACK: Light.GREEN,
-    Reason.DONE: Light.GREEN,
-}
 
 # Two reporting cycles of each named cycle (the first word of a rule such as "monthly:20:25").
 _TWO_CYCLES = {
@@ -163,7 +139,7 @@ class DepartmentBlock:
 
     @property
     def counts(self) -> dict[Light, int]:
-        return _count(line.light for line in self.lines)
+        return count(line.light for line in self.lines)
 
     @property
     def worst(self) -> Light:
@@ -356,8 +332,8 @@ def compute_summary(
         since=since,
         today=today,
         task_count=len(task_lights),
-        task_lights=_count(task_lights.values()),
-        line_lights=_count(line.light for line in lines.values()),
+        task_lights=count(task_lights.values()),
+        line_lights=count(line.light for line in lines.values()),
         departments=tuple(blocks),
         reported=reported,
         not_reported=not_reported,
@@ -439,11 +415,8 @@ class _Units:
         for row in assignments:
             self.by_task[row.task_id].append(row)
             self.names.setdefault(row.department_id, row.department_name)
-        # Whose report of "done" finishes a task: its lead(s), or every unit when none leads.
-        self.deciders = {
-            task_id: [row for row in rows if row.role is Role.LEAD] or rows
-            for task_id, rows in self.by_task.items()
-        }
+        # Whose report of "done" finishes a task (bot.lights.deciders).
+        self.deciders = {task_id: deciders(rows) for task_id, rows in self.by_task.items()}
 
     def head(self, task_id: int | None) -> AssignmentRow | None:
         rows = self.by_task.get(task_id) if task_id is not None else None
@@ -596,15 +569,6 @@ def _lights_before(
     }
 
 
-@dataclass(frozen=True, slots=True)
-class _Judgement:
-    reasons: tuple[Reason, ...]  # every reason that applies, most urgent first
-    light: Light  # of the most urgent reason
-    overdue: bool
-    silent: bool
-    late: bool  # behind pace
-
-
 def _judged(
     data: SummaryData,
     units: _Units,
@@ -615,10 +579,10 @@ def _judged(
     now: datetime,
     today: date,
     silent_since: datetime,
-) -> Iterator[tuple[AssignmentRow, ReportRow | None, _Judgement]]:
+) -> Iterator[tuple[AssignmentRow, ReportRow | None, Judgement]]:
     """Every unit of every active task with its latest report and what it amounts to."""
     thresholds: dict[str | None, datetime] = {}  # silent when not heard from since, by cycle
-    judgements, done, lead = _JUDGEMENTS, ReportStatus.DONE, Role.LEAD
+    judgements, lead = JUDGEMENTS, Role.LEAD
     for task_id, rows in units.by_task.items():
         head = rows[0]
         if head.cycle not in thresholds:
@@ -627,59 +591,17 @@ def _judged(
         threshold = thresholds[head.cycle]
         watched = data.plan.created_at <= threshold  # the bot was there for those cycles
         task_done = task_id in done_tasks
-        past_due = head.deadline < today
         task_behind = task_id in behind_tasks
         for row in rows:
             report = latest.get((task_id, row.department_id))
-            if report is None:
-                status, unit_done = None, task_done
-                silent = not unit_done and watched
-            else:
-                status = report.status
-                unit_done = task_done or status is done
-                silent = not unit_done and watched and report.created_at < threshold
-            overdue = past_due and not unit_done
+            status = report.status if report else None
+            unit_done = line_done(status, task_done=task_done)
+            silent = not unit_done and watched
+            if report is not None:
+                silent = silent and report.created_at < threshold
+            overdue = line_overdue(head.deadline, today, done=unit_done)
             late = task_behind and not unit_done and row.role is lead
             yield row, report, judgements[overdue, status, silent, late, unit_done]
-
-
-def _judgement(
-    overdue: bool,
-    status: ReportStatus | None,
-    silent: bool,
-    late: bool,
-    done: bool,
-) -> _Judgement | None:
-    """What one line amounts to; `status` None: no report yet. None for the combinations that
-    cannot occur (a report of "done" on a unit that is not done)."""
-    reasons = tuple(
-        reason
-        for reason, applies in (
-            (Reason.OVERDUE, overdue),
-            (Reason.BLOCKED, status is ReportStatus.BLOCKED),
-            (Reason.SILENT, silent),
-            (Reason.AT_RISK, status is ReportStatus.AT_RISK),
-            (Reason.BEHIND_PACE, late),
-            (Reason.NO_REPORT, status is None and not silent and not done),
-            (Reason.ON_TRACK, status is ReportStatus.ON_TRACK and not done),
-            (Reason.DONE, done),
-        )
-        if applies
-    )
-    if not reasons:
-        return None
-    light = min((REASON_LIGHT[reason] for reason in reasons), key=URGENCY.get)
-    return _Judgement(reasons, light, overdue, silent, late)
-
-
-# Every combination, worked out once at import: each of 10^4 lines only looks its own up.
-_JUDGEMENTS = {
-    key: judgement
-    for key in product(
-        (False, True), (None, *ReportStatus), (False, True), (False, True), (False, True)
-    )
-    if (judgement := _judgement(*key)) is not None
-}
 
 
 def _blocks(
@@ -720,7 +642,7 @@ def _overdue(units: _Units, done_tasks: Container[int], today: date) -> tuple[Ov
     found = []
     for task_id, rows in units.by_task.items():
         head = rows[0]
-        if head.deadline >= today or task_id in done_tasks:
+        if not task_overdue(head.deadline, today, done=task_id in done_tasks):
             continue
         found.append(
             OverdueTask(
@@ -793,10 +715,3 @@ def _changes(
         light_changes=tuple(light_changes),
         target_changes=tuple(item for item in progress if item.changed),
     )
-
-
-def _count(lights: Iterable[Light]) -> dict[Light, int]:
-    counts = dict.fromkeys(Light, 0)
-    for light in lights:
-        counts[light] += 1
-    return counts

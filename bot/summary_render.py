@@ -32,14 +32,12 @@ from aiogram.utils.i18n import gettext as _gettext
 from aiogram.utils.text_decorations import html_decoration
 from babel.dates import format_date, format_skeleton
 
-from bot.plan_model import Role
+from bot.labels import LIGHT_EMOJI, STATUS_NAMES, role_tag
+from bot.lights import Light, Reason
 from bot.redaction import redact
 from bot.summary import (
-    LIGHT_EMOJI,
     DeliveryIssue,
     DepartmentBlock,
-    Light,
-    Reason,
     TargetProgress,
     TaskLine,
     WeeklySummary,
@@ -79,12 +77,6 @@ class _Section:
 
 
 # Public API -----------------------------------------------------------------------------------
-
-
-def render_summary(summary: WeeklySummary, locale: str, i18n: I18n | None = None) -> list[str]:
-    """HTML messages for Telegram, each at most 4096 characters."""
-    with i18n_locale(locale, i18n):
-        return list(_pack(_sections(summary, _HTML, locale), MESSAGE_LIMIT))
 
 
 def render_summary_text(summary: WeeklySummary, locale: str, i18n: I18n | None = None) -> str:
@@ -373,7 +365,7 @@ def _department(block: DepartmentBlock, style: _Style) -> str:
 
 def _task_line(line: TaskLine, style: _Style) -> str:
     q = style.quote
-    role = _("(lead)") if line.role is Role.LEAD else _("(support)")
+    role = role_tag(line.role, _)
     reasons = [_reason(line, reason, q) for reason in line.reasons]
     reasons = [text for text in reasons if text]
     tail = _("; ").join(reasons)
@@ -598,12 +590,7 @@ def _target_name(target: TargetProgress) -> str:
 
 
 def _status(status: ReportStatus) -> str:
-    return {
-        ReportStatus.ON_TRACK: _("on track"),
-        ReportStatus.AT_RISK: _("at risk"),
-        ReportStatus.BLOCKED: _("blocked"),
-        ReportStatus.DONE: _("done"),
-    }[status]
+    return str(STATUS_NAMES[status])
 
 
 def _kind(issue: DeliveryIssue, q: Callable[[str], str]) -> str:

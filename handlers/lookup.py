@@ -18,6 +18,7 @@ answer; nothing else happens.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 
@@ -31,10 +32,14 @@ from aiogram.utils.i18n import lazy_gettext as __
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import lookup
-from bot.lookup import DepartmentRow, Light, Page
+from bot.labels import COMPARATOR_SIGNS, DONE_MARK, LIGHT_EMOJI, ROLE_NAMES, STATUS_NAMES
+from bot.labels import light_mark as _light_mark
+from bot.lights import Light
+from bot.lookup import DepartmentRow
 from bot.onboarding import coordination_chat_id
+from bot.paging import Page, paginate
 from bot.people import Access, Actor
-from bot.plan_model import Comparator, DepartmentKind, Role
+from bot.plan_model import DepartmentKind
 from bot.settings import Settings
 from handlers.render import MESSAGE_LIMIT, quote, split_message
 from storage.enums import ReportStatus
@@ -50,21 +55,6 @@ TASK_TEXT_LIMIT = 3000  # characters (escaped) of a task's text on its card
 _SENTENCE_ENDS = ("。", "；", "！", "？", ";", "!", "?", "\n")
 ALL_WORDS = frozenset({"all", "全部", "所有", "全部单位"})
 
-LIGHTS = {
-    Light.RED: "🔴",
-    Light.YELLOW: "🟡",
-    Light.NONE: "⚪",
-    Light.GREEN: "🟢",
-    Light.DONE: "✅",
-}
-STATUS_NAMES = {
-    ReportStatus.ON_TRACK: __("on track"),
-    ReportStatus.AT_RISK: __("at risk"),
-    ReportStatus.BLOCKED: __("blocked"),
-    ReportStatus.DONE: __("done"),
-    None: __("no report yet"),
-}
-ROLE_NAMES = {Role.LEAD: __("lead"), Role.SUPPORT: __("support")}
 KIND_NAMES = {
     DepartmentKind.AGENCY: __("government agency"),
     DepartmentKind.TOWNSHIP: __("township or street"),
@@ -72,12 +62,6 @@ KIND_NAMES = {
     DepartmentKind.COMPANY: __("state-owned company"),
     DepartmentKind.ZONE: __("development zone or park"),
     DepartmentKind.ORGANIZATION: __("people's organisation"),
-}
-COMPARATORS = {
-    Comparator.AT_LEAST: "≥",
-    Comparator.MORE_THAN: ">",
-    Comparator.AT_MOST: "≤",
-    Comparator.LESS_THAN: "<",
 }
 _VIEW = re.compile(r"(?P<kind>[ado])(?P<id>\d{1,10})?")
 
@@ -197,8 +181,17 @@ def _overdue(days: int) -> str:
     return _("⏰ {days} d overdue").format(days=days)
 
 
-def _light_counts(counts: dict[Light, int]) -> str:
-    return "  ".join(f"{LIGHTS[light]} {n}" for light, n in counts.items() if n)
+_MARKS = (*LIGHT_EMOJI.values(), DONE_MARK)  # in the order the counts are shown
+
+
+def _mark(light: Light, status: ReportStatus | None) -> str:
+    """A line's light; ✅ for a line its department reported done."""
+    return _light_mark(light, done=status is ReportStatus.DONE)
+
+
+def _light_counts(lines: Sequence[lookup.TaskLine]) -> str:
+    counts = Counter(_mark(line.light, line.status) for line in lines)
+    return "  ".join(f"{mark} {counts[mark]}" for mark in _MARKS if counts[mark])
 
 
 def _pager(view: str, page: Page) -> InlineKeyboardMarkup | None:
@@ -281,7 +274,7 @@ async def _show(callback: CallbackQuery, rendered: Rendered) -> None:
 async def render_overview(page: int, settings: Settings) -> Rendered | None:
     today = _today(settings)
     overview = await lookup.department_overview(today)
-    current = lookup.paginate(overview.departments, page, DEPARTMENTS_PER_PAGE)
+    current = paginate(overview.departments, page, DEPARTMENTS_PER_PAGE)
     if current is None:
         return None
     lines = [
@@ -304,9 +297,7 @@ async def render_overview(page: int, settings: Settings) -> Rendered | None:
     if not overview.departments:
         lines.append(_("No tasks yet: a coordinator has to import the plan first."))
     for summary in current.items:
-        lines.append(
-            f"{LIGHTS[_summary_light(summary)]} <b>{_clipped(summary.name, NAME_LIMIT)}</b>"
-        )
+        lines.append(f"{_summary_mark(summary)} <b>{_clipped(summary.name, NAME_LIMIT)}</b>")
         details = _("lead {lead} · support {support} · reported {reported}/{total}").format(
             lead=summary.lead,
             support=summary.support,
@@ -328,14 +319,14 @@ async def render_overview(page: int, settings: Settings) -> Rendered | None:
     return _fit("\n".join(lines)), _pager("a", current)
 
 
-def _summary_light(summary: lookup.DepartmentSummary) -> Light:
+def _summary_mark(summary: lookup.DepartmentSummary) -> str:
     if summary.overdue or summary.blocked:
-        return Light.RED
+        return LIGHT_EMOJI[Light.RED]
     if summary.at_risk:
-        return Light.YELLOW
+        return LIGHT_EMOJI[Light.YELLOW]
     if summary.tasks and summary.done == summary.tasks:
-        return Light.DONE
-    return Light.GREEN if summary.reported else Light.NONE
+        return DONE_MARK
+    return LIGHT_EMOJI[Light.GREEN if summary.reported else Light.PENDING]
 
 
 async def render_department_tasks(
@@ -345,7 +336,7 @@ async def render_department_tasks(
     tasks = await lookup.department_task_list(department_id, today)
     if tasks is None:
         return None
-    current = lookup.paginate(tasks.lines, page, TASKS_PER_PAGE)
+    current = paginate(tasks.lines, page, TASKS_PER_PAGE)
     if current is None:
         return None
     lines = [
@@ -353,14 +344,14 @@ async def render_department_tasks(
             name=_clipped(tasks.name, NAME_LIMIT), lead=tasks.lead, support=tasks.support
         )
     ]
-    if summary := _light_counts(tasks.lights):
+    if summary := _light_counts(tasks.lines):
         lines.append(summary)
     lines.append("")
     if not tasks.lines:
         lines.append(_("No tasks."))
     for line in current.items:
         lines.append(
-            f"{LIGHTS[line.light]} <code>{quote(line.code)}</code> "
+            f"{_mark(line.light, line.status)} <code>{quote(line.code)}</code> "
             f"{_clipped(line.title, TITLE_LIMIT)}"
         )
         details = [
@@ -388,7 +379,7 @@ async def render_overdue(
             return None
         name = _clipped(department.name, NAME_LIMIT)
     overdue = await lookup.overdue_tasks(today, department_id)
-    current = lookup.paginate(overdue, page, OVERDUE_PER_PAGE)
+    current = paginate(overdue, page, OVERDUE_PER_PAGE)
     if current is None:
         return None
     if not overdue:
@@ -407,9 +398,9 @@ async def render_overdue(
         if name is None and line.department_id != group:
             group = line.department_id
             lines += ["", f"<b>{_clipped(line.department_name, NAME_LIMIT)}</b>"]
-        light = lookup.light_of(line.status, overdue=True)
         lines.append(
-            f"{LIGHTS[light]} <code>{quote(line.code)}</code> {_clipped(line.title, TITLE_LIMIT)}"
+            f"{_mark(line.light, line.status)} <code>{quote(line.code)}</code> "
+            f"{_clipped(line.title, TITLE_LIMIT)}"
         )
         details = [_("due {date}").format(date=_date(line.deadline)), _overdue(line.days)]
         if name is not None:
@@ -448,7 +439,7 @@ async def render_department_card(department_id: int, settings: Settings) -> Rend
     lines.append(
         _("Tasks: lead {lead} · support {support}").format(lead=card.lead, support=card.support)
     )
-    if tasks is not None and (summary := _light_counts(tasks.lights)):
+    if tasks is not None and (summary := _light_counts(tasks.lines)):
         lines.append(summary)
     if card.aliases:
         lines.append(_("Also known as: {aliases}").format(aliases=quote("、".join(card.aliases))))
@@ -483,12 +474,11 @@ def render_task_card(
     due = _("due {date}").format(date=_date(data.deadline))
     lines.append(f"{due} · {_overdue(card.overdue_days)}" if card.overdue_days else due)
     lines += ["", _("<b>Units</b>")]
-    for unit in data.units:
+    for unit, light in zip(data.units, card.lights, strict=True):
         status = unit.latest.status if unit.latest else None
-        light = lookup.light_of(status, overdue=card.overdue_days > 0 and unit.role is Role.LEAD)
         reported_at = unit.latest.created_at if unit.latest else None
         lines.append(
-            f"{LIGHTS[light]} {quote(unit.department_name)} · {ROLE_NAMES[unit.role]} · "
+            f"{_mark(light, status)} {quote(unit.department_name)} · {ROLE_NAMES[unit.role]} · "
             f"{_status(status, reported_at, settings, today)}"
         )
         if unit.latest and card.can_read(unit):
@@ -504,7 +494,8 @@ def render_task_card(
     if data.targets:
         lines += ["", _("<b>Targets</b>")]
     for target in data.targets:
-        goal = f"{COMPARATORS[target.comparator]}{lookup.format_number(target.value)}{target.unit}"
+        sign = COMPARATOR_SIGNS[target.comparator]
+        goal = f"{sign}{lookup.format_number(target.value)}{target.unit}"
         lines.append(f"• {_clipped(target.metric, TITLE_LIMIT)} {quote(goal)}")
         if target.latest is None:
             lines.append("    " + _("no value reported yet"))

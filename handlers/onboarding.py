@@ -31,10 +31,10 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommandScopeChat, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import lazy_gettext as __
 
 from bot import onboarding
 from bot.commands import COORDINATION_MENU, command_menu
+from bot.labels import ROLE_NAMES
 from bot.notices import NoticeEvent, Waker, enqueue_notices, person_notice, update_origin, who
 from bot.onboarding import (
     GrantOutcome,
@@ -50,7 +50,6 @@ from bot.onboarding import (
     UnknownDepartmentError,
 )
 from bot.people import Access, Actor
-from bot.plan_model import Role
 from bot.settings import SUPPORTED_LOCALES, Settings
 from handlers.common import replied_person_message
 from handlers.render import quote, split_message
@@ -58,7 +57,6 @@ from storage.plan_queries import DepartmentTask
 
 log = logging.getLogger(__name__)
 
-ROLE_NAMES = {Role.LEAD: __("lead"), Role.SUPPORT: __("support")}
 LEAD_WORDS = frozenset({"lead", "--lead"})  # `/invite 县建设局 lead`: the invitee leads
 GROUP_TYPES = ("group", "supergroup")
 

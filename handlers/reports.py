@@ -49,7 +49,9 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pydantic import Field
 
+from bot.labels import COMPARATOR_SIGNS, role_tag
 from bot.notices import Waker, support_report_notices
+from bot.paging import nearest_page
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, Role
 from bot.reports import (
@@ -179,12 +181,6 @@ STATUS_ORDER = (
     ReportStatus.BLOCKED,
     ReportStatus.DONE,
 )
-COMPARATOR_SIGNS = {
-    Comparator.AT_LEAST: "≥",
-    Comparator.MORE_THAN: ">",
-    Comparator.AT_MOST: "≤",
-    Comparator.LESS_THAN: "<",
-}
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -201,7 +197,7 @@ def status_label(status: ReportStatus | str) -> str:
 
 
 def role_label(role: Role) -> str:
-    return _("(lead)") if role is Role.LEAD else _("(support)")
+    return role_tag(role)
 
 
 def task_heading(task: ReportTask) -> str:
@@ -250,21 +246,21 @@ def prompt_keyboard(task_id: int) -> InlineKeyboardMarkup:
 
 
 def _picker(choices: Sequence[TaskChoice], flow: int, page: int) -> InlineKeyboardMarkup:
-    pages = max(1, -(-len(choices) // PAGE_SIZE))
-    page = min(max(page, 0), pages - 1)
+    current = nearest_page(choices, page, PAGE_SIZE)
+    page = current.number
     builder = InlineKeyboardBuilder()
-    for choice in choices[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
+    for choice in current.items:
         title = excerpt(choice.title, TITLE_IN_BUTTON)
         builder.button(
             text=f"{choice.code} {title} {role_label(choice.role)}",
             callback_data=TaskCb(flow=flow, task_id=choice.task_id),
         )
-    sizes = [1] * min(PAGE_SIZE, len(choices) - page * PAGE_SIZE)
+    sizes = [1] * len(current.items)
     navigation = 0
-    if page > 0:
+    if current.has_previous:
         builder.button(text=_("‹ Previous"), callback_data=PageCb(flow=flow, page=page - 1))
         navigation += 1
-    if page < pages - 1:
+    if current.has_next:
         builder.button(text=_("Next ›"), callback_data=PageCb(flow=flow, page=page + 1))
         navigation += 1
     if navigation:

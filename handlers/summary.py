@@ -8,7 +8,6 @@ then its chart as a photo when the CJK font is installed (drawn in a worker thre
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -19,15 +18,11 @@ from aiogram.types import BufferedInputFile, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.chart import render_chart
 from bot.onboarding import coordination_chat_id
 from bot.people import Access, Actor
 from bot.settings import Settings
-from bot.summary import WEEK
-from bot.summary_cli import load_weekly_summary
-from bot.summary_render import render_for_telegram
+from bot.summary_service import build_summary
 from handlers.render import split_message
-from storage.deliveries import delivery_issues_since
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +55,13 @@ async def show_summary(
 ) -> None:
     if await _refused(message, actor, settings):
         return
-    now = datetime.now(UTC)
-    issues = await delivery_issues_since(now - WEEK)
-    summary = await load_weekly_summary(now, tz=settings.tz, delivery_issues=issues)
-    if summary is None:
+    built = await build_summary(
+        datetime.now(UTC), tz=settings.tz, locale=i18n.current_locale, i18n=i18n
+    )
+    if built is None:
         await message.answer(_("No plan has been imported yet (duban plan import FILE)."))
         return
-    locale = i18n.current_locale
-    rendered = render_for_telegram(summary, locale, i18n)
+    summary, rendered = built.summary, built.rendered
     for text in rendered.messages:
         for part in split_message(text):  # already within 4096: a guard, not a second split
             await message.answer(part)
@@ -75,7 +69,7 @@ async def show_summary(
         await message.answer_document(
             BufferedInputFile(rendered.document, filename=rendered.filename or "summary.txt")
         )
-    png = await asyncio.to_thread(render_chart, summary, locale)
+    png = await built.chart()
     if png is None:
         return  # no CJK font: text alone (bot.chart logged a warning)
     try:

@@ -29,7 +29,6 @@ from storage.schedule import load_schedule_inputs, load_work_calendar
 log = logging.getLogger(__name__)
 
 PLANNING_JOB_ID = "planning-daily"
-DEFAULT_HORIZON = timedelta(days=2)
 PLANNING_HOUR, PLANNING_MINUTE = 0, 5
 REPORTS_LOOKBACK = timedelta(days=400)  # reports older than this answer no cycle in the window
 CALENDAR_NOTICE_PREFIX = "calendar-uncovered"

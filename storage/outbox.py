@@ -1,4 +1,4 @@
-"""What the outbox renderer (bot.messages) and the calendar notice need from the database.
+"""What the outbox renderer (bot.scheduled_messages) and the calendar notice need from the database.
 
 Plain dataclasses and values out, nothing of aiogram; each function runs one or two queries.
 """

@@ -345,6 +345,8 @@ async def test_the_task_card_zh_en_and_who_reads_what(dispatcher, bot, plan):
     text = (await reply(dispatcher, bot, ADMIN, "/task 5.2")).text
     assert text.splitlines()[2].startswith("截止 2025-06-30 · ⏰ 逾期")
     assert "🔴 县建设局 · 牵头 · 未报送" in text
+    # Its support units are overdue too, as in /tasks and the weekly summary (bot.lights).
+    assert "🔴 县市场监管局 · 配合 · 未报送" in text
 
 
 async def test_bad_ambiguous_and_huge_task_codes(dispatcher, bot, plan):

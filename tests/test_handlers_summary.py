@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from aiogram.methods import SendDocument, SendMessage, SendPhoto
 
-import handlers.summary
+from bot import summary_service
 from bot.app import build_dispatcher
 from bot.chart import font_path
 from bot.plan_parser import parse_plan
@@ -42,7 +42,7 @@ def bot():
 @pytest.fixture
 def no_chart(monkeypatch):
     """Most tests do not need the PNG (drawing it takes a second)."""
-    monkeypatch.setattr(handlers.summary, "render_chart", lambda _summary, _locale: None)
+    monkeypatch.setattr(summary_service, "render_chart", lambda _summary, _locale: None)
 
 
 @pytest.fixture
@@ -121,10 +121,10 @@ async def test_before_any_plan_it_says_so(dispatcher, bot, no_chart):
 
 
 async def test_a_very_long_summary_goes_out_as_a_document(dispatcher, bot, plan, monkeypatch):
-    monkeypatch.setattr(handlers.summary, "render_chart", lambda _summary, _locale: None)
-    original = handlers.summary.render_for_telegram
+    monkeypatch.setattr(summary_service, "render_chart", lambda _summary, _locale: None)
+    original = summary_service.render_for_telegram
     monkeypatch.setattr(
-        handlers.summary,
+        summary_service,
         "render_for_telegram",
         lambda summary, locale, i18n: original(summary, locale, i18n, max_messages=0),
     )

@@ -14,8 +14,8 @@ from aiogram.methods import SendMessage
 from bot.app import build_dispatcher
 from bot.delivery import OutgoingMessage
 from bot.i18n import build_i18n
-from bot.messages import make_renderer
 from bot.plan_parser import parse_plan
+from bot.scheduled_messages import make_renderer
 from bot.settings import load_settings
 from storage.deliveries import DeliveryKind, DeliveryRecord, DeliveryStatus
 from storage.models import Assignment, Department, Liaison

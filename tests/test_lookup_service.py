@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import itertools
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import pytest
 
 from bot import lookup
-from bot.lookup import Light, TaskCard, light_of, match_departments, normalise_code, resolve_code
+from bot.lights import Light, Reason
+from bot.lookup import TaskCard, match_departments, normalise_code, resolve_code
+from bot.paging import nearest_page, paginate
 from bot.people import Access, Actor
 from bot.plan_model import Comparator, DepartmentKind, ParsedPlan, Role
+from bot.summary_service import load_weekly_summary
 from storage.enums import LiaisonRole, ReportStatus
 from storage.lookup import (
     CardTarget,
@@ -161,25 +164,23 @@ def test_overdue_needs_a_passed_deadline_and_no_done_from_the_lead() -> None:
     assert lookup.is_overdue(deadline, two_leads, date(2026, 2, 1))
 
 
-def test_traffic_lights() -> None:
-    assert light_of(ReportStatus.ON_TRACK, overdue=True) is Light.RED
-    assert light_of(ReportStatus.BLOCKED, overdue=False) is Light.RED
-    assert light_of(ReportStatus.AT_RISK, overdue=False) is Light.YELLOW
-    assert light_of(ReportStatus.ON_TRACK, overdue=False) is Light.GREEN
-    assert light_of(ReportStatus.DONE, overdue=False) is Light.DONE
-    assert light_of(None, overdue=False) is Light.NONE
-
-
 def test_paginate_refuses_pages_that_do_not_exist() -> None:
     items = list(range(25))
-    first = lookup.paginate(items, 0, 10)
+    first = paginate(items, 0, 10)
     assert first.items == tuple(range(10)) and first.count == 3
     assert not first.has_previous and first.has_next
-    last = lookup.paginate(items, 2, 10)
+    last = paginate(items, 2, 10)
     assert last.items == (20, 21, 22, 23, 24) and not last.has_next
-    assert lookup.paginate(items, 3, 10) is None
-    assert lookup.paginate(items, -1, 10) is None
-    assert lookup.paginate([], 0, 10).count == 1  # an empty list still has its first page
+    assert paginate(items, 3, 10) is None
+    assert paginate(items, -1, 10) is None
+    assert paginate([], 0, 10).count == 1  # an empty list still has its first page
+
+
+def test_the_nearest_page_for_the_report_pickers_buttons() -> None:
+    items = list(range(25))
+    assert nearest_page(items, 7, 10) == paginate(items, 2, 10)
+    assert nearest_page(items, -3, 10) == paginate(items, 0, 10)
+    assert nearest_page([], 4, 10).items == ()
 
 
 def test_clip_and_format_number() -> None:
@@ -294,28 +295,54 @@ async def test_department_task_list_shows_its_own_latest_status(
     assert tasks.name == "县建设局"
     assert [(line.code, line.role, line.status, line.light) for line in tasks.lines] == [
         ("2.1.3", Role.LEAD, ReportStatus.BLOCKED, Light.RED),  # the most urgent first
-        ("2.1.1", Role.SUPPORT, None, Light.NONE),
+        ("2.1.1", Role.SUPPORT, None, Light.PENDING),
     ]
     assert (tasks.lead, tasks.support) == (1, 1)
-    assert tasks.lights[Light.RED] == 1 and tasks.lights[Light.NONE] == 1
+    assert tasks.lights[Light.RED] == 1 and tasks.lights[Light.PENDING] == 1
     assert tasks.lines[0].overdue_days == 0
     assert await lookup.department_task_list(99_999, BEFORE) is None
 
 
-async def test_support_tasks_are_overdue_when_the_lead_is_not_done(
+async def test_a_support_unit_that_reported_done_is_not_overdue_while_the_lead_is_not(
     db: str, sample_plan: ParsedPlan
 ) -> None:
+    # The case where /tasks and the weekly summary disagreed until issue 11: /tasks showed the
+    # support unit's line red and overdue; the summary (what users see weekly) green. Both now
+    # follow the summary (bot.lights): the task is overdue, that unit's line is not.
     await import_plan(sample_plan, "1" * 64)
     await report("2.1.1", "县建设局", ReportStatus.DONE)  # support done, lead (县发改局) silent
     await report("2.1.3", "县建设局", ReportStatus.DONE)  # lead done
+    await report("2.1.1", "县发改局", ReportStatus.ON_TRACK)  # the lead: not done, overdue
 
     tasks = await lookup.department_task_list(await dept_id("县建设局"), AFTER)
 
     by_code = {line.code: line for line in tasks.lines}
-    assert by_code["2.1.1"].overdue_days == (AFTER - HORIZON).days
-    assert by_code["2.1.1"].light is Light.RED
+    assert by_code["2.1.1"].overdue_days == 0
+    assert by_code["2.1.1"].light is Light.GREEN
     assert by_code["2.1.3"].overdue_days == 0
-    assert by_code["2.1.3"].light is Light.DONE
+    assert by_code["2.1.3"].light is Light.GREEN
+    lead = await lookup.department_task_list(await dept_id("县发改局"), AFTER)
+    assert {line.code: line.light for line in lead.lines}["2.1.1"] is Light.RED
+    assert [line.code for line in await lookup.overdue_tasks(AFTER)].count("2.1.1") == 1
+
+    now = datetime.combine(AFTER, time(12), UTC)
+    summary = await load_weekly_summary(now, tz=UTC)
+    weekly = {
+        (block.name, line.code): line
+        for block in summary.departments
+        for line in block.lines
+        if Reason.SILENT not in line.reasons and Reason.BEHIND_PACE not in line.reasons
+    }
+    for name in ("县建设局", "县发改局"):
+        for line in (await lookup.department_task_list(await dept_id(name), AFTER)).lines:
+            if (name, line.code) in weekly:
+                seen = weekly[name, line.code]
+                assert (line.light, line.overdue_days) == (seen.light, seen.overdue_days), (
+                    name,
+                    line.code,
+                )
+    assert weekly["县建设局", "2.1.1"].light is Light.GREEN
+    assert "2.1.1" in {task.code for task in summary.overdue}
 
 
 async def test_overview_puts_departments_in_trouble_first(db: str, sample_plan: ParsedPlan) -> None:

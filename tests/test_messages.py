@@ -1,4 +1,4 @@
-"""The outbox renderer (bot.messages) on rows the e2e month does not produce: reminders,
+"""The outbox renderer (bot.scheduled_messages) on rows the e2e month does not produce: reminders,
 notices, and cancellation of a prompt once its cycle is answered."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bot.delivery import OutgoingMessage
 from bot.i18n import build_i18n
-from bot.messages import make_renderer
 from bot.plan_parser import parse_plan
+from bot.scheduled_messages import make_renderer
 from bot.settings import load_settings
 from storage.deliveries import DeliveryKind, DeliveryRecord, DeliveryStatus
 from storage.enums import ReportStatus
@@ -85,3 +85,23 @@ async def test_reminders_notices_and_answered_prompts(db) -> None:
         cycle_key="2026-12",
     )  # fmt: skip
     assert await render(other_cycle) is None  # the liaison left
+
+
+async def test_the_weekly_summary_is_what_the_summary_builder_built(db, monkeypatch) -> None:
+    # /summary and the weekly job share one builder: the job only turns its output into rows.
+    from bot import summary_service
+
+    monkeypatch.setattr(summary_service, "render_chart", lambda _summary, _locale: b"png")
+    await import_plan(parse_plan(EXAMPLE.read_bytes()), hashlib.sha256(b"x").hexdigest())
+    settings = load_settings(timezone="Asia/Shanghai", default_locale="zh")
+    i18n = build_i18n("zh")
+    render = make_renderer(settings, i18n)
+
+    sent = await render(record(DeliveryKind.SUMMARY, chat_id=-100, payload={"locale": "zh"}))
+
+    with i18n.context():
+        built = await summary_service.build_summary(
+            NOW, tz=settings.tz, locale="zh", count_duplicates=True
+        )
+    assert [message.text for message in sent if message.photo is None] == built.rendered.messages
+    assert sent[-1].photo == b"png" and "2026-11-20" in sent[-1].text

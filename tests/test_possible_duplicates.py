@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from bot.delivery import Sender, SenderLimits, SendStats
 from bot.i18n import build_i18n, compile_catalogs
-from bot.messages import make_renderer
+from bot.scheduled_messages import make_renderer
 from bot.settings import Settings
 from bot.telegram_emulator import TelegramEmulator
 from storage import deliveries as ledger

@@ -18,9 +18,7 @@ from bot.schedule import (
     ScheduleInputs,
     SendKind,
     TaskInput,
-    current_cycle,
     cycle_key,
-    fan_out,
     next_allowed,
     plan_sends,
     report_cycle_key,
@@ -221,38 +219,9 @@ def test_cycle_keys(text, prompt, key):
 # Cycles ---------------------------------------------------------------------------------------
 
 
-def test_current_cycle_is_the_latest_prompted():
-    rule = ReportingRule.parse("monthly")
-    key, prompt_at, due_at, due_on = current_cycle(rule, at(2026, 11, 22, 15), calendar=CALENDAR)
-    assert key == "2026-11"
-    assert prompt_at == at(2026, 11, 20) and prompt_at.tzinfo is UTC
-    assert due_on == date(2026, 11, 25)
-    assert due_at == datetime(2026, 11, 26, tzinfo=TZ)  # the end of the due day
-    assert current_cycle(rule, at(2026, 11, 20, 8, 59), calendar=CALENDAR).key == "2026-10"
-    assert current_cycle(rule, at(2026, 11, 20, 9), calendar=CALENDAR).key == "2026-11"
-
-
-def test_current_cycle_follows_the_holiday_shift():
-    rule = ReportingRule.parse("monthly:1:5")  # 2026-10-01 is National Day
-    cycle = current_cycle(rule, at(2026, 10, 9), calendar=CALENDAR)
-    assert (cycle.key, cycle.prompt_at, cycle.due_on) == (
-        "2026-10",
-        at(2026, 10, 8),
-        date(2026, 10, 8),
-    )
-    assert current_cycle(rule, at(2026, 10, 7, 12), calendar=CALENDAR).key == "2026-09"
-
-
-def test_current_cycle_before_a_rules_first_prompt_is_its_first_cycle():
-    rule = ReportingRule.parse("DTSTART:20270104 RRULE:FREQ=WEEKLY;COUNT=3")
-    assert current_cycle(rule, at(2026, 12, 1), calendar=CALENDAR).key == "2027-01-04"
-    assert current_cycle(rule, at(2027, 6, 1), calendar=CALENDAR).key == "2027-01-18"
-
-
-def _every_cycle_reference(rule: ReportingRule, now: datetime) -> tuple[str, str]:
-    """(current key, report key with nothing answered) by building every cycle near `now`:
-    what current_cycle and report_cycle_key computed before they learnt to build only the
-    cycles they need."""
+def _every_cycle_reference(rule: ReportingRule, now: datetime) -> str:
+    """The report key with nothing answered, by building every cycle near `now`: what
+    report_cycle_key computed before it learnt to build only the cycles it needs."""
     from bot import schedule
 
     cycles = [
@@ -260,11 +229,10 @@ def _every_cycle_reference(rule: ReportingRule, now: datetime) -> tuple[str, str
         for day in schedule._prompt_days_around(rule, now, CONFIG)
     ]
     started = [cycle for cycle in cycles if cycle.prompt_at <= now]
-    current = (started[-1] if started else cycles[0]).key
-    report = current
+    report = (started[-1] if started else cycles[0]).key
     if len(started) > 1 and now < started[-2].escalation:
         report = started[-2].key
-    return current, report
+    return report
 
 
 @pytest.mark.parametrize(
@@ -287,15 +255,14 @@ def test_cycle_keys_match_building_every_cycle(text):
     for start, end in ((at(2026, 2, 10), at(2026, 3, 2)), (at(2026, 9, 25), at(2026, 10, 25))):
         moment = start
         while moment < end:
-            current, report = _every_cycle_reference(rule, moment)
-            assert current_cycle(rule, moment, calendar=CALENDAR).key == current, moment
+            report = _every_cycle_reference(rule, moment)
             assert report_cycle_key(rule, moment, calendar=CALENDAR) == report, moment
             moment += timedelta(hours=17)
 
 
-def test_current_cycle_needs_an_aware_time():
+def test_report_cycle_key_needs_an_aware_time():
     with pytest.raises(ValueError, match="timezone-aware"):
-        current_cycle(ReportingRule.parse("monthly"), datetime(2026, 11, 22))  # noqa: DTZ001
+        report_cycle_key(ReportingRule.parse("monthly"), datetime(2026, 11, 22))  # noqa: DTZ001
 
 
 def test_a_late_weekly_report_answers_the_previous_week_until_its_escalation():
@@ -657,20 +624,7 @@ def test_the_window_is_half_open_and_needs_aware_times():
         plan_sends(data, datetime(2026, 12, 1), at(2026, 12, 2), CONFIG, CALENDAR)  # noqa: DTZ001
 
 
-# Fan-out and configuration --------------------------------------------------------------------
-
-
-def test_fan_out_sends_one_message_per_active_liaison():
-    data = inputs(task(12, departments=(3, 4, 5)))
-    sends = plan(data, at(2026, 12, 20, 0), at(2026, 12, 22, 0))
-    deliveries, orphans = fan_out(sends, data.liaisons)
-    assert [(d.send.kind, d.liaison_id, d.key) for d in deliveries] == [
-        (SendKind.PROMPT, 31, "prompt:2026-12:task12:dept3:l31"),
-        (SendKind.PROMPT, 32, "prompt:2026-12:task12:dept3:l32"),
-        (SendKind.PROMPT, 41, "prompt:2026-12:task12:dept4:l41"),
-        (SendKind.SUMMARY, None, "summary:2026-W52"),
-    ]
-    assert [send.key for send in orphans] == ["prompt:2026-12:task12:dept5"]
+# Configuration --------------------------------------------------------------------------------
 
 
 def test_config_from_settings_reads_optional_fields():

@@ -27,8 +27,8 @@ import pytest
 
 from bot.settings import ConfigError, load_settings
 from bot.summary import WEEK
-from bot.summary_cli import load_weekly_summary
 from bot.summary_render import render_for_telegram, render_summary_text
+from bot.summary_service import load_weekly_summary
 from bot.telegram_emulator import TelegramEmulator
 from bot.telegram_emulator.params import Upload
 from storage import deliveries as ledger

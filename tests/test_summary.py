@@ -28,7 +28,6 @@ from bot.summary_render import (
     MESSAGE_LIMIT,
     i18n_locale,
     render_for_telegram,
-    render_summary,
     render_summary_text,
     summary_document,
     telegram_length,
@@ -65,6 +64,11 @@ DEPARTMENTS = {
     5: "县<b>财政</b>局 & 税务",
     6: "县水利局",
 }
+
+
+def all_messages(summary: WeeklySummary, locale: str, i18n=None) -> list[str]:
+    """The Telegram messages, however many (never the document)."""
+    return render_for_telegram(summary, locale, i18n, max_messages=10**6).messages
 
 
 def unit(
@@ -432,7 +436,7 @@ def test_expired_and_failed_sends_are_listed() -> None:
     ]
     summary = compute_summary(data([unit(1, "1.1", 1)]), delivery_issues=issues)
     assert summary.delivery_issues == tuple(issues)
-    html = "\n".join(render_summary(summary, "zh"))
+    html = "\n".join(all_messages(summary, "zh"))
     assert "• 催报 · 李四 · 1.1 · 已过期，未发送" in html
     assert "• 通报 · 协调群 · Forbidden: bot was kicked &lt;b&gt;" in html
     assert "发送异常：2 条" in html
@@ -452,7 +456,7 @@ def test_html_escapes_names_titles_and_liaisons() -> None:
             plan=replace(PLAN, title="方案 <script>"),
         )
     )
-    html = "\n".join(render_summary(summary, "zh"))
+    html = "\n".join(all_messages(summary, "zh"))
     assert "<b>县&lt;b&gt;财政&lt;/b&gt;局 &amp; 税务</b>" in html
     assert "&lt;b&gt;加装&lt;/b&gt; &amp; 改造" in html
     assert "张&lt;i&gt;三&lt;/i&gt; &amp; 李" in html
@@ -490,7 +494,7 @@ def big_summary(departments: int, tasks_each: int) -> WeeklySummary:
 
 def test_messages_stay_within_telegram_limits_and_split_between_departments() -> None:
     summary = big_summary(departments=60, tasks_each=6)
-    messages = render_summary(summary, "zh")
+    messages = all_messages(summary, "zh")
     assert len(messages) > 2
     assert all(telegram_length(message) <= MESSAGE_LIMIT for message in messages)
     assert messages[0].startswith("📋 <b>督办周报</b>")
@@ -524,7 +528,7 @@ def test_a_very_long_summary_goes_out_as_a_document() -> None:
 
 def test_messages_are_written_only_until_there_are_too_many() -> None:
     summary = big_summary(departments=60, tasks_each=6)
-    messages = render_summary(summary, "zh")
+    messages = all_messages(summary, "zh")
     enough = render_for_telegram(summary, "zh", max_messages=len(messages))
     assert enough.messages == messages and enough.document is None
     too_many = render_for_telegram(summary, "zh", max_messages=len(messages) - 1)
@@ -534,14 +538,14 @@ def test_messages_are_written_only_until_there_are_too_many() -> None:
 def test_each_rendering_translates_in_its_own_language() -> None:
     summary = compute_summary(data([unit(1, "1.1", 1)]))
     with i18n_locale("zh"):  # phrases remembered in one language are not reused in another
-        assert "Weekly summary" in render_summary(summary, "en")[0]
+        assert "Weekly summary" in all_messages(summary, "en")[0]
         assert "督办周报" in render_summary_text(summary, "zh")
         assert "Weekly summary" in render_summary_text(summary, "en")
 
 
 def test_a_single_oversized_block_is_split_by_lines() -> None:
     summary = big_summary(departments=1, tasks_each=150)  # one department, 150 yellow lines
-    messages = render_summary(summary, "en")
+    messages = all_messages(summary, "en")
     assert len(messages) >= 3
     assert all(telegram_length(message) <= MESSAGE_LIMIT for message in messages)
     yellow = summary.line_lights[Light.YELLOW]
@@ -557,14 +561,14 @@ def test_the_headline_comes_first_with_counts_and_non_reporters() -> None:
             [report(2, 2, ReportStatus.AT_RISK, 1), report(3, 3, ReportStatus.ON_TRACK, 1)],
         )
     )
-    first = render_summary(summary, "zh")[0]
+    first = all_messages(summary, "zh")[0]
     head = first.split("\n\n")[:2]
     assert "2026年11月30日星期一" in head[0]
     assert "任务 3 项</b>  🔴1 🟡1 🟢1" in head[1]
     assert "本周报送：2/3 个单位" in head[1]
     assert "📵 未报送：县发改局" in head[1]
     assert "⏰ 逾期任务：1 项" in head[1]
-    english = render_summary(summary, "en")[0]
+    english = all_messages(summary, "en")[0]
     assert "<b>3 tasks</b>  🔴1 🟡1 🟢1" in english
     assert "Monday, November 30, 2026" in english
 
@@ -573,14 +577,14 @@ def test_rendering_uses_the_i18n_it_is_given() -> None:
     summary = compute_summary(data([unit(1, "1.1", 1)]))
     i18n = build_i18n("zh")
     with i18n.context(), i18n.use_locale("en"):  # as in a handler: the current one is used
-        assert "Weekly summary" in render_summary(summary, "en")[0]
-        assert "督办周报" in render_summary(summary, "zh", i18n)[0]
+        assert "Weekly summary" in all_messages(summary, "en")[0]
+        assert "督办周报" in all_messages(summary, "zh", i18n)[0]
 
 
 @pytest.mark.parametrize("locale", ["zh", "en"])
 def test_an_empty_plan_renders(locale: str) -> None:
     summary = compute_summary(data([]))
-    messages = render_summary(summary, locale)
+    messages = all_messages(summary, locale)
     assert len(messages) == 1
     assert summary.task_count == 0
 
@@ -601,7 +605,7 @@ def test_a_line_longer_than_a_message_is_cut_between_names_not_inside_an_entity(
         )
         reports.append(report(department_id, department_id + 1000, ReportStatus.ON_TRACK, 1))
     summary = compute_summary(data(assignments, reports))
-    messages = render_summary(summary, "zh")
+    messages = all_messages(summary, "zh")
     assert all(telegram_length(message) <= MESSAGE_LIMIT for message in messages)
     whole = "".join(messages)
     assert not re.search(r"&(?!amp;|lt;|gt;|quot;|#)", whole)  # no entity cut in two

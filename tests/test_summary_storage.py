@@ -19,7 +19,7 @@ from bot.plan_model import ParsedPlan
 from bot.plan_parser import parse_plan
 from bot.settings import Settings
 from bot.summary import Light, compute_summary
-from bot.summary_cli import (
+from bot.summary_service import (
     load_weekly_summary,
     summary_for_cli,
     summary_moment,

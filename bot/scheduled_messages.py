@@ -30,7 +30,6 @@ arrives; a task withdrawn since; a liaison who no longer serves the department.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
@@ -39,19 +38,15 @@ from typing import Any
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.chart import render_chart
 from bot.delivery import OutgoingMessage, Render, RenderResult
 from bot.i18n import pick_locale
 from bot.notices import render_notification
 from bot.plan_model import Role
 from bot.schedule import ScheduleConfig
 from bot.settings import SUPPORTED_LOCALES, Settings
-from bot.summary import WEEK
-from bot.summary_cli import load_weekly_summary
-from bot.summary_render import render_for_telegram
+from bot.summary_service import build_summary
 from handlers.render import quote
 from handlers.reports import prompt_for, prompt_keyboard, role_label, status_label, target_line
-from storage import deliveries as ledger
 from storage import outbox
 from storage.deliveries import DeliveryKind, DeliveryRecord
 
@@ -225,23 +220,20 @@ async def _escalation(record: DeliveryRecord, *, nudges: bool) -> RenderResult:
 
 
 async def _summary(record: DeliveryRecord, settings: Settings, locale: str) -> RenderResult:
-    now = record.due_at  # the summary as of its scheduled time: the same text on a retry
-    issues = await ledger.delivery_issues_since(now - WEEK)
-    duplicates = await ledger.possible_duplicates_since(now - WEEK)
-    summary = await load_weekly_summary(
-        now, tz=settings.tz, delivery_issues=issues, possible_duplicates=duplicates
-    )
-    if summary is None:
+    # The summary as of its scheduled time: the same text on a retry.
+    built = await build_summary(record.due_at, tz=settings.tz, locale=locale, count_duplicates=True)
+    if built is None:
         return None  # no plan imported yet
-    rendered = render_for_telegram(summary, locale)
+    rendered = built.rendered
     messages = [OutgoingMessage(text) for text in rendered.messages]
     if rendered.document is not None:
         messages.append(OutgoingMessage("", document=rendered.document, filename=rendered.filename))
-    png = await asyncio.to_thread(render_chart, summary, locale)
+    png = await built.chart()
     if png is None:
         log.warning("Weekly summary %s goes out without its chart (no CJK font)", record.key)
     else:
-        caption = _("📊 Weekly summary chart, {date}").format(date=summary.today.isoformat())
+        today = built.summary.today.isoformat()
+        caption = _("📊 Weekly summary chart, {date}").format(date=today)
         messages.append(OutgoingMessage(caption, photo=png, filename=CHART_FILENAME))
     return messages
 

@@ -1,8 +1,9 @@
 """The weekly summary from the database: for `duban summary`, `/summary` and the weekly job.
 
-`load_weekly_summary` reads storage (a fixed number of queries) and computes; the callers render
-it (`bot.summary_render`) and draw its chart (`bot.chart`, in a thread). The database must be
-open (`storage.db.init_db`).
+`build_summary` is what `/summary` and the weekly job share: load (a fixed number of queries,
+`load_weekly_summary`), compute, render as Telegram messages (`bot.summary_render`), and the
+chart (`bot.chart`, drawn in a thread when asked for). The callers only send what it built.
+The database must be open (`storage.db.init_db`).
 """
 
 from __future__ import annotations
@@ -10,18 +11,59 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.chart import render_chart
 from bot.settings import Settings
 from bot.summary import WEEK, DeliveryIssueLike, WeeklySummary, compute_summary
-from bot.summary_render import i18n_locale, render_summary_text
+from bot.summary_render import (
+    TelegramSummary,
+    i18n_locale,
+    render_for_telegram,
+    render_summary_text,
+)
+from storage.deliveries import delivery_issues_since, possible_duplicates_since
 from storage.summary import load_summary_data
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltSummary:
+    """A weekly summary and what goes out for it: messages (or a document), then the chart."""
+
+    summary: WeeklySummary
+    rendered: TelegramSummary
+    locale: str
+
+    async def chart(self) -> bytes | None:
+        """The chart as PNG, drawn in a worker thread; None without the CJK font."""
+        return await asyncio.to_thread(render_chart, self.summary, self.locale)
+
+
+async def build_summary(
+    now: datetime,
+    *,
+    tz: tzinfo,
+    locale: str,
+    i18n: I18n | None = None,
+    count_duplicates: bool = False,
+) -> BuiltSummary | None:
+    """The summary as of `now` in `locale`, with the week's failed sends (and, when asked, the
+    messages that may have arrived twice); None before any plan was imported."""
+    issues = await delivery_issues_since(now - WEEK)
+    duplicates = await possible_duplicates_since(now - WEEK) if count_duplicates else 0
+    summary = await load_weekly_summary(
+        now, tz=tz, delivery_issues=issues, possible_duplicates=duplicates
+    )
+    if summary is None:
+        return None
+    return BuiltSummary(summary, render_for_telegram(summary, locale, i18n), locale)
 
 
 async def load_weekly_summary(

@@ -1,30 +1,34 @@
-"""Long polling that never confirms an update it has not handled.
+"""Long polling that loses no update: what is taken from Telegram is stored before it is confirmed.
 
 Why not aiogram's `Dispatcher.start_polling`: it moves getUpdates' offset past every update of a
 batch as soon as the batch arrives (Telegram then forgets them), handles them as background
 tasks, and on SIGTERM cancels the polling and closes the storage under the handlers. Updates in
 flight at that moment were lost: neither answered nor delivered again after the restart.
 
-Here the offset sent to Telegram (which confirms every update below it) is the lowest update
-still being handled, so an update is confirmed only once it was handled. Updates are still
-handled concurrently, one task each (the dispatcher's events isolation serialises one person's
-updates); the price is that, while an update is in flight, getUpdates returns it again at once,
-so the loop skips the ones it already has and waits for a handler to finish (or a second) before
-it asks again, instead of spinning.
+Why not keep the offset at the lowest unhandled update (what this module did first): while any
+update is in flight Telegram answers getUpdates at once with every unconfirmed update again, so
+on a due-day burst each update was downloaded and parsed tens of times, and no update beyond the
+first hundred unconfirmed ones could be seen until the oldest was done (bench/burst.py measured
+each update returned 41 times and a p95 of 7 s at 20 reports a second).
 
-On stop: no new getUpdates; the updates taken in get `grace` seconds to finish; the rest are
-cancelled and stay unconfirmed (Telegram delivers them again after the restart); one last
-getUpdates with timeout 0 confirms the handled ones. Handled updates above a cancelled one
-cannot be confirmed without confirming it, so their ids are stored (`bot_settings`) and skipped
-when Telegram delivers them again.
+So this is an inbox: a batch is written to the database (storage.inbox: the updates and the
+offset that confirms them, in one transaction) before the next getUpdates confirms it to
+Telegram; each update is deleted from the inbox once handled. Polling stays a plain long poll
+and updates are handled concurrently, one task each (the dispatcher's events isolation
+serialises one person's updates).
+
+On stop: no new getUpdates; the updates in flight get `grace` seconds to finish, the rest are
+cancelled and stay in the inbox; one last getUpdates with timeout 0 confirms the batch taken
+last. At the next start the inbox is handled first, and an update below the stored offset that
+Telegram sends again (its confirmation was lost with a kill -9) is skipped.
+What can still happen twice: an update handled just before a kill -9, before its inbox row was
+deleted (reports are protected by their message id; a reply may repeat).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
 
@@ -33,13 +37,12 @@ from aiogram.exceptions import AiogramError
 from aiogram.methods import GetUpdates, TelegramMethod
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
+from tortoise.exceptions import BaseORMException
 
-from storage.onboarding import get_setting, set_setting
+from storage import inbox
 
 log = logging.getLogger(__name__)
 
-HANDLED_KEY = "polling_handled_ids"  # bot_settings: handled but unconfirmed update ids (JSON)
-REFETCH_SECONDS = 1.0  # while only known updates are pending: ask again after a handler or this
 BACKOFF = BackoffConfig(min_delay=1.0, max_delay=5.0, factor=1.3, jitter=0.1)
 
 
@@ -61,73 +64,86 @@ class Poller:
         self.grace = grace
         self.allowed_updates = allowed_updates
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._handled: set[int] = set()  # handled, not yet confirmed to Telegram
-        self._next = 0  # one past the highest update id taken in
+        self._handled: set[int] = set()  # handled, still in the inbox
+        self._handled_event = asyncio.Event()
+        self._next = 0  # one past the highest update id taken in (and stored)
         self._confirmed = 0  # Telegram forgot every update below this
-
-    def _offset(self) -> int | None:
-        """The lowest update not handled yet; None before the first update."""
-        if self._running:
-            return min(self._running)
-        return self._next or None
 
     async def run(self, stop: asyncio.Event, **data: Any) -> None:
         """Poll until `stop` is set; `data` reaches the handlers as workflow data."""
-        self._handled = await _load_handled()
-        if self._handled:
-            log.info("%d updates handled before the restart are skipped", len(self._handled))
+        self._next = self._confirmed = await inbox.confirmed_offset() or 0
+        sweeper = asyncio.create_task(self._sweep())
+        await self._replay(data)
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await self._poll(stopping, data)
+        finally:
+            stopping.cancel()
+            await self._settle()
+            sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await sweeper
+            await inbox.forget(self._take_handled())
+
+    async def _replay(self, data: dict[str, Any]) -> None:
+        """Handle what a stopped process took in but did not handle."""
+        left = await inbox.pending()
+        if left:
+            log.info("%d updates taken in before the restart are handled now", len(left))
+        for _update_id, payload in left:
+            self._start(Update.model_validate_json(payload, context={"bot": self.bot}), data)
+
+    async def _poll(self, stopping: asyncio.Task[Any], data: dict[str, Any]) -> None:
         backoff = Backoff(config=BACKOFF)
         kwargs = {}
         if self.bot.session.timeout:  # the long poll itself must not look like a timeout
             kwargs["request_timeout"] = int(self.bot.session.timeout + self.polling_timeout)
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                offset = self._offset()
-                request = GetUpdates(
-                    offset=offset,
-                    timeout=self.polling_timeout,
-                    allowed_updates=self.allowed_updates,
-                )
-                fetch = asyncio.create_task(self.bot(request, **kwargs))
-                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if stop.is_set():
-                    fetch.cancel()  # unconfirmed updates it may carry come again next time
-                    with suppress(asyncio.CancelledError, AiogramError):
-                        await fetch
-                    break
-                try:
-                    updates = fetch.result()
-                except AiogramError as exc:
-                    log.error("Failed to fetch updates - %s: %s", type(exc).__name__, exc)
-                    await _sleep_or_stop(next(backoff), stopping)
-                    continue
-                backoff.reset()
-                self._confirm_below(offset)
-                if not self._take(updates, data) and self._running:
-                    # Only updates already in hand: wait for one to finish before asking again.
-                    await asyncio.wait(
-                        {*self._running.values(), stopping},
-                        timeout=REFETCH_SECONDS,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-        finally:
-            stopping.cancel()
-            await self._settle()
-
-    def _take(self, updates: Iterable[Update], data: dict[str, Any]) -> bool:
-        """Start a task for each update not seen yet; True when there was one."""
-        new = False
-        for update in updates:
-            update_id = update.update_id
-            self._next = max(self._next, update_id + 1)
-            if update_id in self._running or update_id in self._handled:
+        while not stopping.done():
+            offset = self._next or None
+            request = GetUpdates(
+                offset=offset, timeout=self.polling_timeout, allowed_updates=self.allowed_updates
+            )
+            fetch = asyncio.create_task(self.bot(request, **kwargs))
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                fetch.cancel()  # what it may carry is not confirmed: it comes again next time
+                with suppress(asyncio.CancelledError, AiogramError):
+                    await fetch
+                return
+            try:
+                updates = fetch.result()
+                self._confirmed = max(self._confirmed, offset or 0)
+                await self._take(updates, data)
+            except (AiogramError, BaseORMException, OSError) as exc:
+                # Nothing new confirmed: the same updates come again after the pause.
+                log.error("Failed to fetch updates - %s: %s", type(exc).__name__, exc)
+                await asyncio.wait({stopping}, timeout=next(backoff))
                 continue
-            new = True
-            task = asyncio.create_task(self._handle(update, data))
-            self._running[update_id] = task
-            task.add_done_callback(lambda done, uid=update_id: self._finished(uid, done))
-        return new
+            backoff.reset()
+
+    async def _take(self, updates: list[Update], data: dict[str, Any]) -> None:
+        """Store the new updates (before the next getUpdates confirms them), then handle them.
+
+        An update below the offset was taken in already: by this process, or by one that
+        stopped before it could confirm it (it is in the inbox, or it was handled)."""
+        fresh = [update for update in updates if update.update_id >= self._next]
+        if not fresh:
+            return
+        following = max(update.update_id for update in fresh) + 1
+        await inbox.stash(
+            [(update.update_id, _as_json(update)) for update in fresh], offset=following
+        )
+        self._next = following
+        for update in fresh:
+            self._start(update, data)
+
+    def _start(self, update: Update, data: dict[str, Any]) -> None:
+        update_id = update.update_id
+        if update_id in self._running:
+            return
+        task = asyncio.create_task(self._handle(update, data))
+        self._running[update_id] = task
+        task.add_done_callback(lambda done, uid=update_id: self._finished(uid, done))
 
     async def _handle(self, update: Update, data: dict[str, Any]) -> None:
         try:
@@ -135,21 +151,34 @@ class Poller:
             if isinstance(response, TelegramMethod):
                 await self.dispatcher.silent_call_request(self.bot, response)
         except Exception:
-            # Handled, if badly: confirming it keeps a poison update from coming back forever.
+            # Handled, if badly: forgetting it keeps a poison update from coming back forever.
             log.exception("Update %s failed", update.update_id)
 
     def _finished(self, update_id: int, task: asyncio.Task[None]) -> None:
         self._running.pop(update_id, None)
-        if not task.cancelled():
+        if not task.cancelled():  # a cancelled one stays in the inbox for the next start
             self._handled.add(update_id)
+            self._handled_event.set()
 
-    def _confirm_below(self, offset: int | None) -> None:
-        if offset is not None:
-            self._confirmed = max(self._confirmed, offset)
-            self._handled = {i for i in self._handled if i >= offset}
+    def _take_handled(self) -> set[int]:
+        handled, self._handled = self._handled, set()
+        return handled
+
+    async def _sweep(self) -> None:
+        """Delete handled updates from the inbox soon after they are done, a batch at a time."""
+        while True:
+            await self._handled_event.wait()
+            self._handled_event.clear()
+            handled = self._take_handled()
+            try:
+                await inbox.forget(handled)
+            except (BaseORMException, OSError) as exc:
+                self._handled |= handled  # tried again with the next batch
+                log.warning("Could not clear handled updates from the inbox: %s", exc)
+                await asyncio.sleep(1)
 
     async def _settle(self) -> None:
-        """Let the updates in flight finish (bounded), then confirm exactly the handled ones."""
+        """Let the updates in flight finish (bounded), then confirm the last batch taken in."""
         if self._running:
             log.info("Stopping: %d updates in flight", len(self._running))
             await asyncio.wait(set(self._running.values()), timeout=self.grace)
@@ -159,45 +188,24 @@ class Poller:
         if cut_off:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
             log.warning(
-                "%d updates still running after %s s were cancelled; Telegram will deliver "
-                "them again: %s",
+                "%d updates still running after %s s were cancelled; they are kept and "
+                "handled after the restart: %s",
                 len(cut_off),
                 self.grace,
                 cut_off,
             )
-        offset = cut_off[0] if cut_off else self._next
-        if offset > self._confirmed:
+        if self._next > self._confirmed:
             try:
-                await self.bot(GetUpdates(offset=offset, limit=1, timeout=0))
+                await self.bot(GetUpdates(offset=self._next, limit=1, timeout=0))
             except AiogramError as exc:
                 log.warning(
-                    "Could not confirm the handled updates (%s: %s); they are remembered and "
-                    "skipped when Telegram delivers them again",
+                    "Could not confirm the last updates taken in (%s: %s); they are skipped "
+                    "when Telegram sends them again",
                     type(exc).__name__,
                     exc,
                 )
-            else:
-                self._confirm_below(offset)
-        await _store_handled(self._handled)
 
 
-async def _sleep_or_stop(seconds: float, stopping: asyncio.Task[Any]) -> None:
-    await asyncio.wait({stopping}, timeout=seconds)
-
-
-async def _load_handled() -> set[int]:
-    """Update ids the previous run handled but could not confirm (see the module docstring)."""
-    raw = await get_setting(HANDLED_KEY)
-    if not raw:
-        return set()
-    try:
-        ids = json.loads(raw)
-    except ValueError:
-        log.warning("Ignoring an unreadable %s setting", HANDLED_KEY)
-        return set()
-    return {int(i) for i in ids} if isinstance(ids, list) else set()
-
-
-async def _store_handled(ids: set[int]) -> None:
-    if ids or await get_setting(HANDLED_KEY):
-        await set_setting(HANDLED_KEY, json.dumps(sorted(ids)))
+def _as_json(update: Update) -> str:
+    """The update as the Bot API sends it (field aliases such as "from"), for the inbox."""
+    return update.model_dump_json(by_alias=True, exclude_none=True)

@@ -319,6 +319,22 @@ class InviteAttempt(Model):
         indexes = (("telegram_user_id", "created_at"), ("created_at",))
 
 
+class PendingUpdate(Model):
+    """An update taken from Telegram and not yet handled: the polling inbox (storage.inbox).
+
+    Written before getUpdates confirms the update to Telegram, deleted once it was handled, so
+    an update in flight when the process stops (SIGTERM past the grace period, kill -9) is
+    handled after the restart from here. `payload` is the update's JSON as the Bot API sends it.
+    """
+
+    update_id = fields.BigIntField(primary_key=True)
+    payload = fields.TextField()
+    received_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "pending_updates"
+
+
 class BotSetting(Model):
     """State the bot learns while running: its username, the coordination group (key/value)."""
 

@@ -75,9 +75,9 @@ async def statuses() -> dict[str, ledger.DeliveryStatus]:
 
 async def notifications(dispatcher: Any, *, settle: bool = True) -> list[tuple[int, str]]:
     """The pending notification rows in the ledger, rendered as the sender would render them
-    (bot.messages, in each recipient's language): (chat id, text) in ledger order. `settle`
+    (bot.scheduled_messages, in each recipient's language): (chat id, text) in ledger order. `settle`
     marks them sent, so the next call shows only the new ones."""
-    from bot.messages import make_renderer
+    from bot.scheduled_messages import make_renderer
     from storage.models import Delivery
 
     render = make_renderer(dispatcher["settings"], dispatcher["i18n"])

@@ -25,7 +25,7 @@ import pytest
 
 from bot.telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from storage.db import close_db, init_db
-from storage.models import Department, Liaison, Report, Task
+from storage.models import Department, Liaison, PendingUpdate, Report, Task
 from storage.plans import import_plan
 from tests.conftest import build_sample_plan
 
@@ -365,8 +365,9 @@ async def test_sigterm_while_polling_answers_every_update_once_after_the_restart
 async def test_a_handler_cut_off_by_the_grace_period_is_handled_once_after_the_restart(
     tmp_path, database
 ):
-    """The slowest update is the lowest one: the ones handled after it cannot be confirmed
-    without it, so they come back after the restart and must not be answered again."""
+    """The slowest update is the lowest one: it is cut off by the grace period and kept in the
+    inbox; the ones handled meanwhile are confirmed. After the restart the inbox's update alone is
+    handled, and nothing is answered twice."""
     async with TelegramEmulator(token=TOKEN) as tg:
         strangers = [
             tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
@@ -392,10 +393,10 @@ async def test_a_handler_cut_off_by_the_grace_period_is_handled_once_after_the_r
     _clean(*second_result)
     assert "were cancelled" in first_result[1]
     assert {s.id: len(tg.messages_to(s)) for s in strangers} == {s.id: 1 for s in strangers}
-    # The second run handled the cut-off update alone; the others came again and were skipped.
+    # The second run handled the cut-off update alone, from the inbox.
     handled = [line for line in second_result[1].splitlines() if "Update id=" in line]
     assert len(handled) == 1 and f"id={tg.updates[0]['update_id']} " in handled[0], handled
-    assert f"{STRANGERS - 1} updates handled before the restart" in second_result[1]
+    assert "1 updates taken in before the restart are handled now" in second_result[1]
 
 
 async def test_sigterm_in_webhook_mode_answers_every_update_once_after_the_restart(
@@ -486,3 +487,68 @@ async def test_a_malformed_webhook_body_gets_400_and_one_warning(tmp_path, datab
     warnings = [line for line in output.splitlines() if " WARNING " in line]
     assert len([line for line in warnings if "malformed" in line]) == len(bodies), output
     assert " ERROR " not in output
+
+
+async def test_updates_in_flight_are_not_fetched_again(tmp_path, database):
+    """While handlers wait on a slow Bot API, new updates still come with a plain long poll: no
+    update is downloaded twice because older ones are still being handled (the inbox keeps them
+    safe instead), so a due-day burst is not multiplied."""
+    async with TelegramEmulator(token=TOKEN) as tg:
+        strangers = [
+            tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
+            for n in range(STRANGERS)
+        ]
+        async with _duban(tg, tmp_path, database) as bot:
+            tg.slow("sendMessage", 1)
+            for stranger in strangers:
+                tg.send_text(stranger, None, "/start")
+                await asyncio.sleep(0.1)  # arriving while the earlier ones are in flight
+            await _until(lambda: all(tg.messages_to(s) for s in strangers), 60, "answers")
+            result = await bot.stop()
+    _clean(*result)
+    handed_out = {update["update_id"]: tg.deliveries[update["update_id"]] for update in tg.updates}
+    assert handed_out == dict.fromkeys(handed_out, 1)
+    assert await _inbox(database) == []  # each was cleared once handled
+
+
+async def test_updates_in_flight_at_kill_9_are_handled_after_the_restart(tmp_path, database):
+    """kill -9 while updates are being handled: they were confirmed to Telegram, which will not
+    send them again, but the inbox kept them, and the next start handles them."""
+    async with TelegramEmulator(token=TOKEN) as tg:
+        strangers = [
+            tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
+            for n in range(STRANGERS)
+        ]
+        async with _duban(tg, tmp_path, database) as first:
+            tg.slow("sendMessage", 60)
+            for stranger in strangers:
+                tg.send_text(stranger, None, "/start")
+            await _until(lambda: len(tg.calls_to("sendMessage")) == STRANGERS, 30, "all in flight")
+            await _until(
+                lambda: (
+                    all(tg.deliveries[u["update_id"]] for u in tg.updates)
+                    and tg.calls_to("getUpdates")[-1].done_seq is None
+                ),
+                30,
+                "the batch confirmed by the next long poll",
+            )
+            await first.stop(signal.SIGKILL)
+        assert len(await _inbox(database)) == STRANGERS
+        tg.slow("sendMessage", 0)
+        async with _duban(tg, tmp_path, database) as second:
+            await _until(
+                lambda: all(len(tg.messages_to(s)) >= 1 for s in strangers), 30, "answered"
+            )
+            await tg.wait_idle(timeout=30)
+            second_result = await second.stop()
+    _clean(*second_result)
+    assert f"{STRANGERS} updates taken in before the restart are handled now" in second_result[1]
+    assert await _inbox(database) == []
+
+
+async def _inbox(database: str) -> list[tuple]:
+    await init_db(database)
+    try:
+        return list(await PendingUpdate.all().values_list("update_id", flat=True))
+    finally:
+        await close_db()

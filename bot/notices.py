@@ -6,9 +6,9 @@ changed — gets a ledger row (kind `notification`), sent by the one Sender like
 message: paced, retried on 429 / 5xx, and an unreachable recipient is named to the coordinators.
 
 The row holds ids and the raw values the text needs (names as stored, never escaped); the text is
-made when the row is sent (`render_notification`, from bot.scheduled_messages' renderer), in the recipient's
-language as it is then: a liaison's /lang choice, else their Telegram language, else the language
-picked when the row was written (payload `locale`), else the default.
+made when the row is sent (`render_notification`, from bot.scheduled_messages' renderer), in the
+recipient's language as it is then: a liaison's /lang choice, else their Telegram language, else
+the language picked when the row was written (payload `locale`), else the default.
 
 Keys are built from ids, so an event told twice (an update Telegram delivers again) is one row:
 - `notice:lead:report<report id>:liaison<liaison id>`: a support unit's report, to a lead liaison;
@@ -175,7 +175,8 @@ async def render_notification(
 ) -> RenderResult:
     """The row's text in the current locale; None (cancelled) when it is no longer needed.
 
-    `support_report` renders a support unit's report (bot.scheduled_messages, beside the report views).
+    `support_report` renders a support unit's report (bot.scheduled_messages, beside the report
+    views).
     """
     payload = record.payload
     try:

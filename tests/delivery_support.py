@@ -75,8 +75,8 @@ async def statuses() -> dict[str, ledger.DeliveryStatus]:
 
 async def notifications(dispatcher: Any, *, settle: bool = True) -> list[tuple[int, str]]:
     """The pending notification rows in the ledger, rendered as the sender would render them
-    (bot.scheduled_messages, in each recipient's language): (chat id, text) in ledger order. `settle`
-    marks them sent, so the next call shows only the new ones."""
+    (bot.scheduled_messages, in each recipient's language): (chat id, text) in ledger order.
+    `settle` marks them sent, so the next call shows only the new ones."""
     from bot.scheduled_messages import make_renderer
     from storage.models import Delivery
 

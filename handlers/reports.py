@@ -26,16 +26,14 @@ Prompts for the scheduler: `render_prompt(task)` and `prompt_keyboard(task_id)`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from aiogram import BaseMiddleware, Bot, F, Router
+from aiogram import Bot, F, Router
 from aiogram.exceptions import (
     TelegramBadRequest,
 )
@@ -43,7 +41,7 @@ from aiogram.filters import Command, Filter, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, TelegramObject
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -1455,40 +1453,6 @@ async def prompt_for(task_id: int) -> tuple[str, InlineKeyboardMarkup] | None:
     return None if task is None else (render_prompt(task), prompt_keyboard(task.id))
 
 
-class OnePersonAtATime(BaseMiddleware):
-    """Handle one person's report updates one after another (in this process).
-
-    Telegram delivers an album as several messages at once and aiogram handles updates
-    concurrently. Each adds to the draft with read-modify-write of the FSM data; with a storage
-    that does I/O (Redis) two of them could read the same draft and one photo would be lost.
-    The dispatcher-wide fix is `Dispatcher(events_isolation=SimpleEventIsolation())`
-    (`RedisEventIsolation` with several processes); this lock keeps the report flow correct
-    either way.
-    """
-
-    def __init__(self) -> None:
-        self._locks: weakref.WeakValueDictionary[tuple[int, int], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
-
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
-        chat = data.get("event_chat")
-        user = data.get("event_from_user")
-        if chat is None or user is None:
-            return await handler(event, data)
-        key = (chat.id, user.id)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        async with lock:
-            return await handler(event, data)
-
-
 # -- the router ---------------------------------------------------------------------------------
 
 
@@ -1498,10 +1462,9 @@ def build_router() -> Router:
     # conversation state, and goes on to the other routers.
     router.message.filter(F.from_user)
     router.edited_message.filter(F.from_user)
-    serial = OnePersonAtATime()
-    router.message.middleware(serial)
-    router.edited_message.middleware(serial)
-    router.callback_query.middleware(serial)
+    # One person's updates are handled one at a time by the dispatcher's events isolation
+    # (bot.app: in memory, or a Redis lock across processes): an album's photos arrive at once
+    # and each adds to the draft with a read-modify-write of the conversation data.
     private = F.chat.type == "private"
     in_group = F.chat.type != "private"
     other_steps = StateFilter(

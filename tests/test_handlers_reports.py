@@ -921,3 +921,23 @@ async def test_the_edit_button_replaces_the_parts(plan, dispatcher, bot):
     await report.refresh_from_db()
     assert report.text == "已筹集7100套" and report.values[0]["value"] == "7100"
     assert await person.feed(edited(second, "旧消息")) == []  # no longer part of the report
+
+
+async def test_an_albums_photos_arriving_at_once_all_reach_the_draft(db, plan, bot, redis_url):
+    """Telegram delivers an album as several updates at once; the dispatcher's events isolation
+    handles one person's updates one at a time, so no photo is lost to a concurrent update (the
+    draft lives in Redis, where a read-modify-write of it really interleaves)."""
+    settings = load_settings(database_url=db, admin_ids=str(ADMIN), redis_url=redis_url)
+    dispatcher = build_dispatcher(settings)
+    person = Person(dispatcher, bot, BUILD)
+    task = await get_report_task(plan.tasks["2.1.3"])
+    await _collecting(person, task.id)
+    album = [
+        photo(person, "电梯加装完成45台" if n == 0 else "", f"p{n}", "album") for n in range(6)
+    ]
+    await asyncio.gather(*(dispatcher.feed_update(bot, update) for update in album))
+    await person.send("/done")
+    await person.press(confirm_button(person))
+    report = await Report.get()
+    await dispatcher.fsm.storage.close()
+    assert sorted(item["file_id"] for item in report.attachments) == [f"p{n}" for n in range(6)]

@@ -27,7 +27,7 @@ one more liaison (not counted) reports alone, so that what a bot does once (the 
 code path or a connection) is not taken for due-day latency: on a due day the bot has been
 running for days.
 
-The bots run as subprocesses against the Telegram emulator (bot.telegram_emulator, real HTTP,
+The bots run as subprocesses against the Telegram emulator (telegram_emulator, real HTTP,
 long polling), one after the other on the same database:
 
 - the floor: bench/burst_floor.py, a bare aiogram bot with the same flow shape (reply, button,
@@ -75,10 +75,10 @@ import _common  # noqa: F401  (puts the repository on sys.path)
 import aiohttp
 from _common import EXAMPLE_PLAN, ROOT, scratch_database
 
-from bot.telegram_emulator import ApiCall, TelegramEmulator
 from storage.db import close_db, init_db
 from storage.enums import LiaisonRole
 from storage.models import Assignment, Department, Liaison, Report
+from telegram_emulator import ApiCall, TelegramEmulator
 
 FLOOR_BOT = Path(__file__).resolve().parent / "burst_floor.py"
 TEXT = "本月按计划推进，已完成入户走访和资料汇总，下一步开展督导检查。"  # no numbers: no questions

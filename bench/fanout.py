@@ -33,10 +33,10 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 
 from bot.delivery import OutgoingMessage, Sender, SenderLimits
-from bot.telegram_emulator import FloodLimits, TelegramEmulator
 from storage import deliveries as ledger
 from storage.db import close_db, init_db
 from storage.deliveries import DeliveryKind, DeliveryRecord, DeliveryStatus
+from telegram_emulator import FloodLimits, TelegramEmulator
 
 
 async def render(record: DeliveryRecord) -> OutgoingMessage:

@@ -35,7 +35,7 @@ from pathlib import Path
 import _common  # noqa: F401  (puts the repository on sys.path)
 from _common import EXAMPLE_PLAN, compile_sources
 
-from bot.telegram_emulator import TelegramEmulator
+from telegram_emulator import TelegramEmulator
 
 AIM_MB = 40.0
 BARE_BOT = Path(__file__).resolve().parent / "bare_aiogram.py"

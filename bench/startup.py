@@ -55,7 +55,7 @@ from pathlib import Path
 import _common  # noqa: F401  (puts the repository on sys.path)
 from _common import ROOT
 
-from bot.telegram_emulator import TelegramEmulator
+from telegram_emulator import TelegramEmulator
 
 BARE_BOT = Path(__file__).resolve().parent / "bare_aiogram.py"
 PACKAGES = ("bot", "handlers", "jobs", "storage")  # what `pip install` would compile

@@ -3,7 +3,7 @@
 Everything is the production code except the clock and the people:
 
 - a throwaway SQLite database in a temporary directory (migrations applied by `init_db`);
-- the Telegram Bot API emulator (bot.telegram_emulator) started in-process on 127.0.0.1;
+- the Telegram Bot API emulator (telegram_emulator) started in-process on 127.0.0.1;
 - the bot exactly as `duban run` builds it (`create_app`: handlers, middlewares, the scheduler,
   the sender and its renderer) long-polling the emulator;
 - simulated people acting through the emulator: liaisons redeem invitations made with
@@ -39,11 +39,11 @@ from bot.app import create_app
 from bot.onboarding import create_invitation
 from bot.plan_parser import parse_plan
 from bot.settings import Settings, load_settings
-from bot.telegram_emulator import TelegramEmulator
 from jobs.planning import PLANNING_JOB_ID, plan_deliveries
 from storage.db import close_db, init_db
 from storage.models import Department, Task
 from storage.plans import import_plan
+from telegram_emulator import TelegramEmulator
 
 if TYPE_CHECKING:
     from aiogram import Bot, Dispatcher

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.delivery import OutgoingMessage, Sender
-from bot.telegram_emulator import TelegramEmulator
 from storage import deliveries as ledger
 from storage.deliveries import DeliveryKind, DeliveryRecord, NewDelivery
+from telegram_emulator import TelegramEmulator
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai
 

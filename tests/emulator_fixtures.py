@@ -20,7 +20,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 
-from bot.telegram_emulator import ApiCall, TelegramEmulator
+from telegram_emulator import ApiCall, TelegramEmulator
 
 TOKEN = "123456:TEST"
 BOT_USERNAME = "duban_bot"

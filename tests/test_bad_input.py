@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from bot.app import build_dispatcher
 from bot.plan_parser import parse_plan
 from bot.settings import load_settings
-from bot.telegram_emulator import ApiError, parse_html
 from storage.enums import LiaisonRole
 from storage.models import Department, Liaison, Report, Task
 from storage.plans import import_plan
+from telegram_emulator import ApiError, parse_html
 from tests.mocked_bot import MockedBot
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "changxing-2023-65.txt"

@@ -17,7 +17,6 @@ from aiogram import Dispatcher
 from bot.delivery import Sender, SenderLimits
 from bot.schedule import Audience, PlannedSend, SendKind
 from bot.settings import Settings
-from bot.telegram_emulator import FloodLimits, TelegramEmulator
 from jobs import setup_scheduling
 from jobs.delivery import SAFETY_JOB_ID, WAKE_JOB_ID
 from jobs.planning import PLANNING_JOB_ID, plan_deliveries
@@ -25,6 +24,7 @@ from storage import deliveries as ledger
 from storage.deliveries import DeliveryKind, DeliveryStatus, NewDelivery
 from storage.models import Delivery, Department, Liaison
 from storage.onboarding import COORDINATION_CHAT_KEY, set_setting
+from telegram_emulator import FloodLimits, TelegramEmulator
 from tests.conftest import ONE_DIALECT
 from tests.delivery_support import VirtualClock, render_text, rows, sent_keys, statuses
 from tests.emulator_fixtures import bot_fixture, close_bot, make_bot, tg_fixture  # noqa: F401

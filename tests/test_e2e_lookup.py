@@ -16,10 +16,10 @@ import pytest
 from bot.app import create_app
 from bot.plan_parser import parse_plan
 from bot.settings import load_settings
-from bot.telegram_emulator import EmulatedUser, TelegramEmulator
 from storage.enums import LiaisonRole, ReportStatus
 from storage.models import Department, Liaison, Report, Task
 from storage.plans import import_plan
+from telegram_emulator import EmulatedUser, TelegramEmulator
 from tests.emulator_fixtures import polling, tg_fixture  # noqa: F401
 
 ADMIN = 9001

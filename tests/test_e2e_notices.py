@@ -15,9 +15,9 @@ from aiogram import Bot, Dispatcher
 
 from bot.app import create_app
 from bot.settings import load_settings
-from bot.telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from storage.deliveries import DeliveryKind, DeliveryStatus
 from storage.models import Delivery
+from telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from tests import test_e2e_reports as reports_e2e
 from tests.emulator_fixtures import polling, tg_fixture  # noqa: F401 - provides the "tg" fixture
 from tests.test_e2e_reports import BUILD, LAND, button, press_and_wait

@@ -23,10 +23,10 @@ from bot.app import create_app
 from bot.people import Access, resolve_actor
 from bot.plan_model import ParsedPlan
 from bot.settings import Settings, load_settings
-from bot.telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from storage.deliveries import DeliveryKind, DeliveryStatus
 from storage.models import Delivery, InviteToken, Liaison
 from storage.plans import import_plan
+from telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from tests.emulator_fixtures import BOT_USERNAME, polling, tg_fixture  # noqa: F401
 
 ADMIN = 9001

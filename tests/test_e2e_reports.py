@@ -15,13 +15,13 @@ from aiogram import Bot, Dispatcher
 
 from bot.app import create_app
 from bot.settings import load_settings
-from bot.telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from handlers.reports import prompt_keyboard, render_prompt
 from storage.db import close_db, init_db
 from storage.enums import ReportStatus
 from storage.models import Department, Liaison, Report, Task
 from storage.plans import import_plan
 from storage.reports import get_report_task
+from telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from tests.conftest import build_sample_plan
 from tests.emulator_fixtures import polling, tg_fixture  # noqa: F401 - provides the "tg" fixture
 

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot.telegram_emulator import TelegramEmulator
+from telegram_emulator import TelegramEmulator
 
 ADMIN = 7001
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")

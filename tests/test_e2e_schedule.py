@@ -31,12 +31,12 @@ from bot.chart import font_path
 from bot.onboarding import bind_coordination_group
 from bot.plan_parser import parse_plan
 from bot.settings import Settings, load_settings
-from bot.telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from jobs.planning import PLANNING_JOB_ID, plan_deliveries
 from storage.db import close_db, init_db
 from storage.deliveries import DeliveryKind, DeliveryStatus
 from storage.models import Assignment, Delivery, Department, Liaison, Report
 from storage.plans import import_plan
+from telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from tests.delivery_support import VirtualClock
 from tests.emulator_fixtures import polling, tg_fixture  # noqa: F401 - the "tg" fixture
 

@@ -23,10 +23,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from storage.db import close_db, init_db
 from storage.models import Department, Liaison, PendingUpdate, Report, Task
 from storage.plans import import_plan
+from telegram_emulator import BotMessage, EmulatedUser, TelegramEmulator
 from tests.conftest import build_sample_plan
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")

@@ -27,11 +27,11 @@ from aiogram import Dispatcher
 
 from bot.delivery import Sender, SenderLimits
 from bot.settings import Settings
-from bot.telegram_emulator import TelegramEmulator
 from jobs import setup_scheduling
 from storage import deliveries as ledger
 from storage.deliveries import DeliveryKind, DeliveryStatus, NewDelivery
 from storage.models import Delivery, Department, Liaison
+from telegram_emulator import TelegramEmulator
 from tests.delivery_support import VirtualClock, render_text, rows, sent_keys, statuses
 from tests.emulator_fixtures import bot_fixture, close_bot, make_bot, tg_fixture  # noqa: F401
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.telegram_emulator import TelegramEmulator
 from storage.db import MIGRATIONS_DIR
+from telegram_emulator import TelegramEmulator
 from tests.conftest import fetch_rows
 
 ADMIN = 7001

@@ -9,11 +9,11 @@ from bot.delivery import Sender, SenderLimits, SendStats
 from bot.i18n import build_i18n, compile_catalogs
 from bot.scheduled_messages import make_renderer
 from bot.settings import Settings
-from bot.telegram_emulator import TelegramEmulator
 from storage import deliveries as ledger
 from storage.deliveries import DeliveryKind, DeliveryStatus, NewDelivery
 from storage.models import Delivery
 from storage.plans import import_plan
+from telegram_emulator import TelegramEmulator
 from tests.conftest import build_sample_plan
 from tests.delivery_support import VirtualClock, render_text, rows, sent_keys
 from tests.emulator_fixtures import close_bot, make_bot

@@ -17,11 +17,11 @@ from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 
 from bot.app import FSM_KEY_PREFIX, build_dispatcher
 from bot.settings import ConfigError, load_settings
-from bot.telegram_emulator import TelegramEmulator
 from handlers.reports import ReportFlow
 from storage.enums import LiaisonRole, ReportStatus
 from storage.models import Department, Liaison, Report, Task
 from storage.plans import import_plan
+from telegram_emulator import TelegramEmulator
 from tests.conftest import build_sample_plan
 from tests.mocked_bot import MockedBot
 from tests.test_e2e_run import _start_duban, _stop, _wait_polling_or_exit

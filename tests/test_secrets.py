@@ -29,14 +29,14 @@ from bot.settings import ConfigError, load_settings
 from bot.summary import WEEK
 from bot.summary_render import render_for_telegram, render_summary_text
 from bot.summary_service import load_weekly_summary
-from bot.telegram_emulator import TelegramEmulator
-from bot.telegram_emulator.params import Upload
 from storage import deliveries as ledger
 from storage.db import close_db, init_db
 from storage.deliveries import DeliveryKind, DeliveryStatus, NewDelivery
 from storage.models import Delivery, Department, Liaison, Task
 from storage.onboarding import COORDINATION_CHAT_KEY, set_setting
 from storage.plans import import_plan
+from telegram_emulator import TelegramEmulator
+from telegram_emulator.params import Upload
 from tests.conftest import build_sample_plan
 from tests.faulty_proxy import FAULTS, FaultyProxy, Request
 

@@ -17,10 +17,10 @@ import pytest
 from aiogram import Bot
 
 from bot.delivery import OutgoingMessage, Sender, SenderLimits, unreachable_key
-from bot.telegram_emulator import FloodLimits, TelegramEmulator
 from storage import deliveries as ledger
 from storage.deliveries import DeliveryKind, DeliveryRecord, DeliveryStatus, NewDelivery
 from storage.models import Delivery
+from telegram_emulator import FloodLimits, TelegramEmulator
 from tests.conftest import ONE_DIALECT
 from tests.delivery_support import T0, VirtualClock, render_text, rows, sent_keys, statuses
 from tests.emulator_fixtures import close_bot, make_bot

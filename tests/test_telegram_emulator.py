@@ -34,8 +34,8 @@ from aiogram.types import (
     ReplyParameters,
 )
 
-from bot.telegram_emulator import FloodLimits, TelegramEmulator, Upload, parse_html, png_header
-from bot.telegram_emulator.errors import ApiError
+from telegram_emulator import FloodLimits, TelegramEmulator, Upload, parse_html, png_header
+from telegram_emulator.errors import ApiError
 from tests.emulator_fixtures import (
     BOT_USERNAME,
     TOKEN,

@@ -5,13 +5,13 @@ The bot talks to it exactly as to Telegram (aiogram ``AiohttpSession`` with
 object. See :class:`TelegramEmulator`.
 """
 
-from bot.telegram_emulator.actors import png_header
-from bot.telegram_emulator.errors import ApiError
-from bot.telegram_emulator.formatting import parse_html
-from bot.telegram_emulator.limits import FaultRecord, FloodLimits, Violation
-from bot.telegram_emulator.params import Upload
-from bot.telegram_emulator.server import TelegramEmulator
-from bot.telegram_emulator.state import (
+from telegram_emulator.actors import png_header
+from telegram_emulator.errors import ApiError
+from telegram_emulator.formatting import parse_html
+from telegram_emulator.limits import FaultRecord, FloodLimits, Violation
+from telegram_emulator.params import Upload
+from telegram_emulator.server import TelegramEmulator
+from telegram_emulator.state import (
     ApiCall,
     BotMessage,
     CallbackQueryRecord,

@@ -7,12 +7,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
-from bot.telegram_emulator.errors import ApiError, bad_request
-from bot.telegram_emulator.files import StoredFile, image_size
-from bot.telegram_emulator.formatting import parse_html, strip_text
-from bot.telegram_emulator.params import Params, Upload
-from bot.telegram_emulator.state import ADMINISTRATOR, CREATOR, KICKED, LEFT, EmulatedChat
-from bot.telegram_emulator.world import World, member_json
+from telegram_emulator.errors import ApiError, bad_request
+from telegram_emulator.files import StoredFile, image_size
+from telegram_emulator.formatting import parse_html, strip_text
+from telegram_emulator.params import Params, Upload
+from telegram_emulator.state import ADMINISTRATOR, CREATOR, KICKED, LEFT, EmulatedChat
+from telegram_emulator.world import World, member_json
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from bot.telegram_emulator.formatting import command_entities, leading_command
-from bot.telegram_emulator.state import (
+from telegram_emulator.formatting import command_entities, leading_command
+from telegram_emulator.state import (
     ADMINISTRATOR,
     CREATOR,
     KICKED,
@@ -19,7 +19,7 @@ from bot.telegram_emulator.state import (
     EmulatedUser,
     iter_inline_buttons,
 )
-from bot.telegram_emulator.world import World, member_json
+from telegram_emulator.world import World, member_json
 
 ChatRef = EmulatedChat | EmulatedUser | int
 MessageRef = BotMessage | dict[str, Any]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.telegram_emulator.errors import ApiError
+from telegram_emulator.errors import ApiError
 
 # Tag name -> entity type; "span" and "a" are resolved from their attributes.
 _SIMPLE_TAGS = {

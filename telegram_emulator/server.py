@@ -11,16 +11,16 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
-from bot.telegram_emulator.actors import ChatRef, UserActions
-from bot.telegram_emulator.api import BotApi
-from bot.telegram_emulator.errors import (
+from telegram_emulator.actors import ChatRef, UserActions
+from telegram_emulator.api import BotApi
+from telegram_emulator.errors import (
     NOT_FOUND,
     UNAUTHORIZED,
     ApiError,
     bad_request,
     too_many_requests,
 )
-from bot.telegram_emulator.limits import (
+from telegram_emulator.limits import (
     Chaos,
     Fault,
     FaultRecord,
@@ -28,15 +28,15 @@ from bot.telegram_emulator.limits import (
     FloodLimits,
     Violation,
 )
-from bot.telegram_emulator.params import Params, Upload
-from bot.telegram_emulator.state import (
+from telegram_emulator.params import Params, Upload
+from telegram_emulator.state import (
     ApiCall,
     BotMessage,
     CallbackQueryRecord,
     EmulatedChat,
     EmulatedUser,
 )
-from bot.telegram_emulator.world import World
+from telegram_emulator.world import World
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from bot.telegram_emulator.errors import bad_request
+from telegram_emulator.errors import bad_request
 
 _INT_RE = re.compile(r"-?\d+")
 

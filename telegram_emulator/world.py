@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.telegram_emulator.errors import ApiError, bad_request, forbidden
-from bot.telegram_emulator.files import FileStore
-from bot.telegram_emulator.state import (
+from telegram_emulator.errors import ApiError, bad_request, forbidden
+from telegram_emulator.files import FileStore
+from telegram_emulator.state import (
     ADMINISTRATOR,
     CREATOR,
     KICKED,

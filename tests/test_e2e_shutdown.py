@@ -203,6 +203,14 @@ async def database(database_url: str) -> AsyncIterator[str]:
     return database_url
 
 
+def _guests(tg: TelegramEmulator) -> list[EmulatedUser]:
+    """STRANGERS people who started the bot and belong to no department (user ids 6000…)."""
+    return [
+        tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
+        for n in range(STRANGERS)
+    ]
+
+
 async def _reports(database: str) -> Counter[int]:
     """Stored reports per liaison's Telegram user id."""
     await init_db(database)
@@ -281,10 +289,7 @@ async def _burst(tg: TelegramEmulator, database: str) -> tuple[dict[str, int], l
         for n in range(REPORTERS)
     ]
     previews = await asyncio.gather(*(_to_preview(tg, user, task_id) for user in reporters))
-    strangers = [
-        tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
-        for n in range(STRANGERS)
-    ]
+    strangers = _guests(tg)
     for method in ("sendMessage", "editMessageText", "answerCallbackQuery"):
         tg.slow(method, SLOW)
     queries = {}
@@ -369,10 +374,7 @@ async def test_a_handler_cut_off_by_the_grace_period_is_handled_once_after_the_r
     inbox; the ones handled meanwhile are confirmed. After the restart the inbox's update alone is
     handled, and nothing is answered twice."""
     async with TelegramEmulator(token=TOKEN) as tg:
-        strangers = [
-            tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
-            for n in range(STRANGERS)
-        ]
+        strangers = _guests(tg)
         async with _duban(tg, tmp_path, database, SHUTDOWN_GRACE_SECONDS="1") as first:
             tg.slow("sendMessage", 60, count=1)
             tg.send_text(strangers[0], None, "/start")
@@ -494,10 +496,7 @@ async def test_updates_in_flight_are_not_fetched_again(tmp_path, database):
     update is downloaded twice because older ones are still being handled (the inbox keeps them
     safe instead), so a due-day burst is not multiplied."""
     async with TelegramEmulator(token=TOKEN) as tg:
-        strangers = [
-            tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
-            for n in range(STRANGERS)
-        ]
+        strangers = _guests(tg)
         async with _duban(tg, tmp_path, database) as bot:
             tg.slow("sendMessage", 1)
             for stranger in strangers:
@@ -515,10 +514,7 @@ async def test_updates_in_flight_at_kill_9_are_handled_after_the_restart(tmp_pat
     """kill -9 while updates are being handled: they were confirmed to Telegram, which will not
     send them again, but the inbox kept them, and the next start handles them."""
     async with TelegramEmulator(token=TOKEN) as tg:
-        strangers = [
-            tg.add_user(f"Guest{n}", user_id=6000 + n, language_code="en", started=True)
-            for n in range(STRANGERS)
-        ]
+        strangers = _guests(tg)
         async with _duban(tg, tmp_path, database) as first:
             tg.slow("sendMessage", 60)
             for stranger in strangers:
